@@ -1,0 +1,225 @@
+"""Deterministic mock adapters for every role: no GPU, no weights, seconds per video.
+
+They make real content, so every downstream step and check works on them:
+- ``MockImage``: a textured picture drawn from a hash of (seed, prompt);
+- ``MockVideo``: pan and zoom over the conditioning image (frame 0 is the conditioning image, exactly);
+- ``MockSpeech``: voiced audio whose length follows the text;
+- ``MockScriptWriter`` / ``SpecScriptWriter``: a script from the brief / from the spec's own scenes.
+
+The same inputs give byte-identical outputs. ``MockVideo`` options (``models.video.options``):
+``steps`` (4) simulated denoising steps, ``seconds_per_step`` (0.0) to make it slow,
+``color_cast`` ([0, 0, 0]) RGB added progressively over each clip (drift that compounds in a chain).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import time
+from typing import TYPE_CHECKING, ClassVar
+
+import numpy as np
+
+from i2v_dagster.models.base import (
+    Audio,
+    ClipFrames,
+    ClipRequest,
+    GeneratedImage,
+    ImageModel,
+    ScriptWriter,
+    SpeechModel,
+    StepProgress,
+    VideoModel,
+)
+from i2v_dagster.models.constraints import ImageConstraints, SizeRule, VideoConstraints
+
+if TYPE_CHECKING:
+    from i2v_dagster.spec import JobSpec, Script
+
+MOCK_SIZES = SizeRule(multiple_of=8, min_side=64, max_side=1920)
+
+
+def _rng(*parts: object) -> np.random.Generator:
+    digest = hashlib.sha256("\x1f".join(str(p) for p in parts).encode()).digest()
+    return np.random.default_rng(int.from_bytes(digest[:8], "big"))
+
+
+class _NoWeights:
+    """Mocks hold no weights; load/unload only flip the flag (and are logged by the residency)."""
+
+    def _load(self) -> None:
+        self._state = object()
+
+    def _unload(self) -> None:
+        self._state = None
+
+
+class SpecScriptWriter(_NoWeights, ScriptWriter):
+    """The script is the spec's own scenes and subject."""
+
+    name = "spec"
+
+    @property
+    def model_id(self) -> str:
+        return "spec"
+
+    def write(self, spec: JobSpec) -> Script:
+        from i2v_dagster.spec import Script
+
+        return Script(subject=spec.subject or spec.name, scenes=list(spec.scenes))
+
+
+class MockScriptWriter(_NoWeights, ScriptWriter):
+    """Writes ``num_scenes`` scenes from the brief, deterministically from the seed."""
+
+    name = "mock_script"
+    _PLACES: ClassVar[tuple[str, ...]] = ("a misty harbour", "a quiet forest", "a desert road", "a city rooftop")
+    _MOVES: ClassVar[tuple[str, ...]] = ("slow push in", "gentle pan left", "drift upward", "slow pan right")
+
+    @property
+    def model_id(self) -> str:
+        return "mock_script"
+
+    def write(self, spec: JobSpec) -> Script:
+        from i2v_dagster.spec import Scene, Script
+
+        rng = _rng("script", spec.seed, spec.brief)
+        subject = spec.subject or (spec.brief.split(".")[0] if spec.brief else spec.name)
+        scenes = []
+        for i in range(spec.num_scenes):
+            place = self._PLACES[int(rng.integers(len(self._PLACES)))]
+            move = self._MOVES[int(rng.integers(len(self._MOVES)))]
+            scenes.append(
+                Scene(
+                    narration=f"Part {i + 1}. {subject} arrives at {place}.",
+                    visual_prompt=f"{subject} in {place}",
+                    motion_prompt=move,
+                )
+            )
+        return Script(subject=subject, scenes=scenes)
+
+
+class MockSpeech(_NoWeights, SpeechModel):
+    """Voiced, syllable-shaped audio: about 65 ms per character, at least 0.8 s."""
+
+    name = "mock_speech"
+    large = True
+    sample_rate = 24_000
+    seconds_per_char = 0.065
+
+    @property
+    def model_id(self) -> str:
+        return "mock_speech"
+
+    def duration_for(self, text: str) -> float:
+        return max(0.8, 0.3 + self.seconds_per_char * len(text.strip()))
+
+    def synthesize(self, text: str, *, seed: int) -> Audio:
+        sr = self.sample_rate
+        n = int(round(self.duration_for(text) * sr))
+        rng = _rng("speech", seed, text)
+        t = np.arange(n, dtype=np.float64) / sr
+        f0 = 110.0 + 60.0 * rng.random()
+        vibrato = 1.0 + 0.03 * np.sin(2 * np.pi * 5.0 * t)
+        phase = 2 * np.pi * f0 * np.cumsum(vibrato) / sr
+        voice = sum(np.sin(k * phase) / k for k in range(1, 6))
+        words = max(1, len(text.split()))
+        syllable_rate = max(2.0, 2.5 * words / max(t[-1], 1e-3))
+        envelope = np.clip(np.sin(np.pi * syllable_rate * t) ** 2, 0, 1)
+        fade = np.minimum(1.0, np.minimum(t, t[-1] - t) / 0.05)
+        samples = 0.3 * voice * envelope * fade / 2.3
+        return Audio(samples=samples.astype(np.float32), sample_rate=sr, model_id=self.model_id)
+
+
+class MockImage(_NoWeights, ImageModel):
+    """A textured picture from a hash of (seed, prompt): gradient sky, shapes, fine grain."""
+
+    name = "mock_image"
+    large = True
+    weights_gb = 0.0
+    constraints = ImageConstraints(size=MOCK_SIZES)
+
+    @property
+    def model_id(self) -> str:
+        return "mock_image"
+
+    def generate(self, prompt: str, *, width: int, height: int, seed: int) -> GeneratedImage:
+        from PIL import Image, ImageDraw
+
+        rng = _rng("image", seed, prompt)
+        top, bottom = rng.integers(30, 225, size=(2, 3))
+        ramp = np.linspace(0.0, 1.0, height)[:, None, None]
+        canvas = (top * (1 - ramp) + bottom * ramp) * np.ones((1, width, 1))
+        img = Image.fromarray(canvas.astype(np.uint8), "RGB")
+        draw = ImageDraw.Draw(img)
+        for _ in range(12):
+            x0, x1 = sorted(rng.integers(0, width, size=2))
+            y0, y1 = sorted(rng.integers(0, height, size=2))
+            colour = tuple(int(c) for c in rng.integers(0, 256, size=3))
+            if rng.random() < 0.5:
+                draw.ellipse([x0, y0, x1 + 4, y1 + 4], fill=colour)
+            else:
+                draw.rectangle([x0, y0, x1 + 4, y1 + 4], fill=colour)
+        arr = np.asarray(img, dtype=np.int16)
+        grain = rng.integers(-12, 13, size=(height, width, 1), dtype=np.int16)
+        arr = np.clip(arr + grain, 0, 255).astype(np.uint8)
+        return GeneratedImage(image=Image.fromarray(arr, "RGB"), prompt=prompt, seed=seed, model_id=self.model_id)
+
+
+class MockVideo(_NoWeights, VideoModel):
+    """Pan and zoom over the conditioning image; frame 0 is the conditioning image itself."""
+
+    name = "mock_video"
+    large = True
+    constraints = VideoConstraints(size=MOCK_SIZES, frame_step=1, max_frames=49)
+
+    @property
+    def model_id(self) -> str:
+        return "mock_video"
+
+    def generate(self, request: ClipRequest) -> ClipFrames:
+        from PIL import Image
+
+        opts = dict(self.settings.options)
+        steps = int(self.settings.num_inference_steps or opts.get("steps", 4))
+        per_step = float(opts.get("seconds_per_step", 0.0))
+        cast = np.asarray(opts.get("color_cast", [0, 0, 0]), dtype=np.float64).reshape(3)
+        for step in range(1, steps + 1):
+            started = time.monotonic()
+            if per_step:
+                time.sleep(per_step)
+            if request.deadline is not None:
+                request.deadline.check()
+            if request.on_step is not None:
+                request.on_step(StepProgress(step=step, total=steps, seconds=time.monotonic() - started))
+
+        base = request.image.convert("RGB")
+        if base.size != (request.width, request.height):
+            base = base.resize((request.width, request.height), Image.Resampling.LANCZOS)
+        generated = self.constraints.generation_frames(request.num_frames)
+        rng = _rng("motion", request.seed, request.prompt)
+        angle = rng.uniform(0, 2 * np.pi)
+        pan = np.array([np.cos(angle), np.sin(angle)]) * 0.06
+        zoom = 0.10 + 0.06 * rng.random()
+        w, h = base.size
+        first = np.asarray(base, dtype=np.uint8)
+        frames = np.empty((generated, h, w, 3), dtype=np.uint8)
+        frames[0] = first
+        for t in range(1, generated):
+            p = t / max(generated - 1, 1)
+            scale = 1.0 / (1.0 + zoom * p)
+            cx = w / 2 + pan[0] * w * p
+            cy = h / 2 + pan[1] * h * p
+            # output pixel (x, y) samples input (a*x + b*y + c, d*x + e*y + f)
+            data = (scale, 0.0, cx - scale * w / 2, 0.0, scale, cy - scale * h / 2)
+            moved = base.transform((w, h), Image.Transform.AFFINE, data, Image.Resampling.BILINEAR)
+            frame = np.asarray(moved, dtype=np.float64)
+            if cast.any():
+                frame = frame + cast * p
+            frames[t] = np.clip(np.rint(frame), 0, 255).astype(np.uint8)
+        return ClipFrames(
+            frames=frames[: request.num_frames],
+            fps=request.fps,
+            seed=request.seed,
+            model_id=self.model_id,
+            generated_frames=generated,
+        )

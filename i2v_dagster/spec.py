@@ -100,7 +100,9 @@ class Models(dg.Config):
 class Checks(dg.Config):
     """Thresholds of the asset checks (see the README's verification section)."""
 
-    min_motion: float = Field(0.05, ge=0, description="Median robust frame difference (percent of range).")
+    min_motion: float = Field(
+        0.05, ge=0, le=1, description="Motion score at least: median over frame pairs of the fraction of pixels that change."
+    )
     max_seam_ratio: float = Field(
         3.0, gt=0, description="Seam difference / typical in-clip frame difference, at most."
     )

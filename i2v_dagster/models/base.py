@@ -106,6 +106,8 @@ class ClipFrames:
     model_id: str
     generated_frames: int = 0
     """Frames the model made before trimming to the requested count."""
+    nan_frames: tuple[int, ...] = ()
+    """Indices of frames whose raw output held NaN/inf (converted to black); the broken-frame check reports them."""
 
     @property
     def num_frames(self) -> int:

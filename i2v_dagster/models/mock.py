@@ -199,19 +199,22 @@ class MockVideo(_NoWeights, VideoModel):
         rng = _rng("motion", request.seed, request.prompt)
         angle = rng.uniform(0, 2 * np.pi)
         pan = np.array([np.cos(angle), np.sin(angle)]) * 0.06
-        zoom = 0.10 + 0.06 * rng.random()
+        zoom = (0.08 + 0.06 * rng.random()) * (1 if rng.random() < 0.5 else -1)  # in or out
         w, h = base.size
         first = np.asarray(base, dtype=np.uint8)
+        # mirror the picture around its edges so zooming out and panning never reveal a blank border
+        mx, my = w // 4, h // 4
+        padded = Image.fromarray(np.pad(first, ((my, my), (mx, mx), (0, 0)), mode="reflect"))
         frames = np.empty((generated, h, w, 3), dtype=np.uint8)
         frames[0] = first
         for t in range(1, generated):
             p = t / max(generated - 1, 1)
             scale = 1.0 / (1.0 + zoom * p)
-            cx = w / 2 + pan[0] * w * p
-            cy = h / 2 + pan[1] * h * p
-            # output pixel (x, y) samples input (a*x + b*y + c, d*x + e*y + f)
+            cx = mx + w / 2 + pan[0] * w * p
+            cy = my + h / 2 + pan[1] * h * p
+            # output pixel (x, y) samples the padded picture at (scale*x + c, scale*y + f)
             data = (scale, 0.0, cx - scale * w / 2, 0.0, scale, cy - scale * h / 2)
-            moved = base.transform((w, h), Image.Transform.AFFINE, data, Image.Resampling.BILINEAR)
+            moved = padded.transform((w, h), Image.Transform.AFFINE, data, Image.Resampling.BILINEAR)
             frame = np.asarray(moved, dtype=np.float64)
             if cast.any():
                 frame = frame + cast * p

@@ -1,0 +1,63 @@
+"""bundle: one archive per run with the video, its parts, and a manifest exported from Dagster's storage."""
+
+
+import json
+import time
+import zipfile
+from pathlib import Path
+
+import dagster as dg
+
+from i2v_dagster.assets.common import load_video, path_md
+from i2v_dagster.assets.stitch import stitched_video
+from i2v_dagster.fsutil import atomic_path
+from i2v_dagster.manifest import build_manifest
+from i2v_dagster.partitions import VIDEOS
+from i2v_dagster.resources.outputs import OutputsResource
+
+
+def bundle_files(state) -> dict[str, Path]:
+    """Bundle-relative name -> file, for everything the run produced that exists."""
+    paths = state.paths
+    timeline = state.timeline()
+    files: dict[str, Path] = {}
+    candidates = [paths.spec, paths.script, paths.timeline, paths.narration, paths.final]
+    candidates += [paths.keyframe(s.index) for s in timeline.scenes]
+    candidates += [paths.scene_audio(s.index) for s in timeline.scenes]
+    for c in timeline.clips:
+        candidates += [paths.clip(c.index), paths.clip_record(c.index), paths.clip_first(c.index),
+                       paths.clip_last(c.index)]
+    if paths.verify_dir.is_dir():
+        candidates += sorted(p for p in paths.verify_dir.iterdir() if p.is_file() and not p.name.startswith("."))
+    for path in candidates:
+        if path.is_file():
+            files[paths.rel(path)] = path
+    return files
+
+
+@dg.asset(
+    partitions_def=VIDEOS,
+    deps=[stitched_video],
+    group_name="video",
+    description="One zip per run: final video, clips, keyframes, narration, spec, report, manifest.json.",
+)
+def bundle(context: dg.AssetExecutionContext, outputs: OutputsResource) -> dg.MaterializeResult:
+    state = load_video(context, outputs, context.partition_key)
+    paths = state.paths
+    started = time.monotonic()
+    files = bundle_files(state)
+    manifest = build_manifest(context.instance, run_id=context.run_id, video=state.name, files=files,
+                              clip_count=len(state.timeline().clips))
+    dest = paths.bundle(context.run_id)
+    with atomic_path(dest) as tmp:
+        with zipfile.ZipFile(tmp, "w", compression=zipfile.ZIP_DEFLATED) as zf:
+            for name, path in sorted(files.items()):
+                zf.write(path, arcname=name)
+            zf.writestr("manifest.json", json.dumps(manifest, indent=2, sort_keys=True, default=str))
+    return dg.MaterializeResult(metadata={
+        "bundle": path_md(paths, dest),
+        "files": len(files) + 1,
+        "bytes": dest.stat().st_size,
+        "run_id": context.run_id,
+        "seconds_bundle": round(time.monotonic() - started, 3),
+    })

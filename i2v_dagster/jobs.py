@@ -1,0 +1,50 @@
+"""The render_video job (one run = one video) and its Launchpad config."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+import dagster as dg
+import yaml
+
+from i2v_dagster.assets.bundle import bundle
+from i2v_dagster.assets.clips import clips
+from i2v_dagster.assets.stitch import stitched_video
+from i2v_dagster.assets.story import keyframes, narration, script
+from i2v_dagster.partitions import VIDEOS
+
+JOBS_DIR = Path(__file__).resolve().parents[1] / "jobs"
+DEFAULT_MAX_RUNTIME_S = int(os.environ.get("I2V_MAX_RUNTIME_S", str(6 * 3600)))
+
+
+def launchpad_config(partition_key: str) -> dict[str, Any]:
+    """Prefill the Launchpad: the job file in ``jobs/`` whose spec has this name, else a one-scene stub.
+
+    ``dagster job execute -c FILE`` and ``dg launch --config FILE`` replace this with the file given.
+    """
+    if JOBS_DIR.is_dir():
+        for path in sorted(JOBS_DIR.glob("*.yaml")):
+            try:
+                data = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+            except yaml.YAMLError:
+                continue
+            spec = (data.get("ops") or {}).get("script", {}).get("config", {}) if isinstance(data, dict) else {}
+            if isinstance(spec, dict) and spec.get("name") == partition_key:
+                return data
+    return {"ops": {"script": {"config": {
+        "name": partition_key,
+        "scenes": [{"narration": "Describe the scene here.", "visual_prompt": "a lighthouse at dawn"}],
+    }}}}
+
+
+render_video = dg.define_asset_job(
+    "render_video",
+    selection=[script, narration, keyframes, clips, stitched_video, bundle],
+    partitions_def=VIDEOS,
+    config=dg.PartitionedConfig(partitions_def=VIDEOS, run_config_for_partition_key_fn=launchpad_config),
+    executor_def=dg.in_process_executor,
+    tags={"dagster/max_runtime": str(DEFAULT_MAX_RUNTIME_S)},
+    description="Render one video (the run's `videos` partition = the spec's name): script -> bundle.",
+)

@@ -1,0 +1,106 @@
+"""Motion of one clip: a robust score, and the naive figure it replaces.
+
+- ``motion score`` (what the check uses): each frame's luma is box-downscaled by ``block`` (a blur that
+  suppresses grain); for each consecutive pair, the fraction of pixels whose luma changes by more than
+  ``tolerance`` (a fraction of the 0..255 range, 0.03 by default); the score is the MEDIAN of these
+  fractions over all pairs. Scale 0..1. One big jump in an otherwise still clip moves one pair of many, so
+  the median stays at 0: a single glitch cannot satisfy it.
+- ``avg_motion`` (reported only, for comparison with earlier projects): the mean over pairs of the mean
+  absolute RGB difference / 255. A single jump raises it above zero, which is why it is not the check.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+
+from i2v_dagster.verify._util import as_frames, block_mean, luma
+from i2v_dagster.verify.outcome import CheckOutcome, rounded
+
+MOTION_TOLERANCE = 0.03
+MOTION_BLOCK = 4
+
+
+def motion_fractions(
+    frames: np.ndarray, *, tolerance: float = MOTION_TOLERANCE, block: int = MOTION_BLOCK
+) -> np.ndarray:
+    """Per consecutive pair: fraction of (downscaled) pixels whose luma changes by more than ``tolerance``."""
+    frames = as_frames(frames)
+    level = tolerance * 255.0
+    out = np.empty(max(frames.shape[0] - 1, 0), dtype=np.float64)
+    previous = block_mean(luma(frames[0]), block)
+    for t in range(1, frames.shape[0]):
+        current = block_mean(luma(frames[t]), block)
+        out[t - 1] = np.count_nonzero(np.abs(current - previous) > level) / current.size
+        previous = current
+    return out
+
+
+def naive_avg_motion(frames: np.ndarray) -> float:
+    """Mean over pairs of mean |frame difference| / 255 (the gameable figure; 0.0 for one frame)."""
+    frames = as_frames(frames)
+    if frames.shape[0] < 2:
+        return 0.0
+    total = 0.0
+    for t in range(1, frames.shape[0]):
+        total += float(np.abs(frames[t].astype(np.int16) - frames[t - 1]).mean())
+    return total / (frames.shape[0] - 1) / 255.0
+
+
+def check_motion(
+    frames: np.ndarray,
+    *,
+    min_motion: float = 0.05,
+    tolerance: float = MOTION_TOLERANCE,
+    block: int = MOTION_BLOCK,
+    name: str = "motion",
+) -> CheckOutcome:
+    """One clip: fails when the median changed-pixel fraction is below ``min_motion``."""
+    frames = as_frames(frames)
+    fractions = motion_fractions(frames, tolerance=tolerance, block=block)
+    avg = naive_avg_motion(frames)
+    if fractions.size == 0:
+        return CheckOutcome(
+            name=name,
+            passed=False,
+            value=0.0,
+            threshold=min_motion,
+            explanation="Failed: a clip of one frame has no motion to measure.",
+            details={"pairs": 0, "avg_motion": avg},
+        )
+    score = float(np.median(fractions))
+    moving = int(np.count_nonzero(fractions >= min_motion))
+    passed = score >= min_motion
+    explanation = (
+        f"{'Passed' if passed else 'Failed'}: motion score {score:.3f} "
+        f"{'>=' if passed else '<'} {min_motion:g}. Score = median over {fractions.size} frame pairs of the "
+        f"fraction of pixels whose luma changes by more than {tolerance:.0%} of range after a {block}x "
+        f"box downscale; {moving} of {fractions.size} pairs move at least that much. "
+        f"For comparison, naive avg_motion (mean |frame difference| / 255) = {avg:.4f}."
+    )
+    details = {
+        "pairs": int(fractions.size),
+        "pair_fractions": rounded(fractions),
+        "median_fraction": round(score, 6),
+        "mean_fraction": round(float(fractions.mean()), 6),
+        "max_fraction": round(float(fractions.max()), 6),
+        "moving_pairs": moving,
+        "avg_motion": round(avg, 6),
+        "tolerance": tolerance,
+        "block": block,
+    }
+    return CheckOutcome(
+        name=name, passed=passed, value=score, threshold=min_motion, explanation=explanation, details=details
+    )
+
+
+def video_motion_series(per_clip: Sequence[Sequence[float]]) -> tuple[list[float], list[int]]:
+    """Concatenate per-clip pair fractions for a plot; returns (values, index where each clip > 0 starts)."""
+    values: list[float] = []
+    boundaries: list[int] = []
+    for i, clip in enumerate(per_clip):
+        if i > 0:
+            boundaries.append(len(values))
+        values.extend(float(v) for v in clip)
+    return values, boundaries

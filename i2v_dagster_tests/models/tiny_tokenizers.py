@@ -1,0 +1,272 @@
+"""Tiny tokenizers built in-process for tests: no downloads, at most ``VOCAB_SIZE`` ids.
+
+Each function returns a real transformers tokenizer of the class a pipeline expects, with a small
+vocabulary learned (BPE) or written (Unigram, WordPiece) here from ``WORDS``. Every id is below
+``VOCAB_SIZE``, so tiny text encoders with ``vocab_size=VOCAB_SIZE`` accept all of them. Each tokenizer
+round-trips ``save_pretrained`` / ``from_pretrained`` (its own class and ``AutoTokenizer``) offline.
+
+- :func:`t5_tokenizer`: ``T5Tokenizer`` (Unigram), CogVideoX ``tokenizer`` and Flux ``tokenizer_2``.
+- :func:`umt5_tokenizer`: ``T5Tokenizer`` laid out like UMT5's, Wan ``tokenizer``.
+- :func:`clip_tokenizer`: ``CLIPTokenizer`` (byte-level BPE), Flux ``tokenizer`` and Hunyuan ``tokenizer_2``.
+- :func:`llama_tokenizer`: ``LlamaTokenizer`` (= ``LlamaTokenizerFast``) with the Llama 3 header tokens and
+  ``<image>``, HunyuanVideo-I2V ``tokenizer`` (Llava text encoder).
+- :func:`bert_tokenizer`: ``BertTokenizer`` (cased WordPiece), Bark's processor.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from transformers import BertTokenizer, CLIPTokenizer, LlamaTokenizer, T5Tokenizer
+
+VOCAB_SIZE = 1000
+"""Upper bound on every id any tokenizer here produces (tiny models use ``vocab_size=VOCAB_SIZE``)."""
+
+T5_PAD_ID, T5_EOS_ID, T5_UNK_ID = 0, 1, 2
+"""Special ids of :func:`t5_tokenizer` and :func:`umt5_tokenizer` (as in T5: ``<pad>``, ``</s>``, ``<unk>``)."""
+
+CLIP_MAX_LENGTH = 77
+T5_MAX_LENGTH = 512
+
+# Llama/Llava special tokens, at fixed ids so a tiny LlavaConfig can name them
+# (``image_token_index=LLAMA_IMAGE_TOKEN_ID``, ``pad_token_id=LLAMA_PAD_TOKEN_ID``).
+LLAMA_SPECIAL_TOKENS = (
+    "<unk>",
+    "<|begin_of_text|>",
+    "<|end_of_text|>",
+    "<pad>",
+    "<image>",
+    "<|start_header_id|>",
+    "<|end_header_id|>",
+    "<|eot_id|>",
+)
+LLAMA_UNK_ID, LLAMA_BOS_ID, LLAMA_EOS_ID, LLAMA_PAD_TOKEN_ID, LLAMA_IMAGE_TOKEN_ID = 0, 1, 2, 3, 4
+LLAMA_MAX_LENGTH = 8192
+
+BERT_PAD_ID, BERT_UNK_ID, BERT_CLS_ID, BERT_SEP_ID, BERT_MASK_ID = 0, 1, 2, 3, 4
+BERT_MAX_LENGTH = 512
+
+WORDS: tuple[str, ...] = tuple(
+    """
+    a an the and or but of in on at to from with by for as into over under through across near behind above
+    is are was were be been being it its this that these those there here his her their he she they we you
+    i my your our me him them who what which when where while then than so very more most less slowly
+    quickly gently softly up down out off away around along toward towards back again still just only all
+    some each every one two three four five first second last other many few no not new old
+    man woman boy girl child children person people dog cat bird horse fish cow sheep animal animals car
+    cars train boat ship plane bike road street city town house building window door room table chair bed
+    tree trees forest flower flowers grass field garden park river lake sea ocean beach wave waves water
+    mountain mountains hill sky cloud clouds sun moon star stars rain snow wind fire smoke light night day
+    morning evening sunset sunrise shadow shadows face eyes hair hand hands head arm legs body dress shirt
+    hat red orange yellow green blue purple pink white black brown gray grey gold silver dark bright
+    colorful small big large tall short long little young beautiful happy sad calm quiet soft warm cold
+    walks walking runs running flies flying swims swimming jumps jumping dances dancing plays playing sits
+    sitting stands standing looks looking smiles smiling moves moving turns turning falls falling rises
+    rising holds holding opens opening waves waving rides riding drives driving eats eating talks talking
+    sings singing reads reading watches watching makes making goes going comes coming glows glowing
+    shines shining drifts drifting floats floating spins spinning grows growing blows blowing flows flowing
+    camera shot close closeup wide slow motion pan zoom view scene frame frames video film cinematic
+    realistic photo painting style detailed high quality sharp focus background foreground lighting color
+    colors motion smooth gentle steady static still zooms pans tracks tracking aerial drone
+    guitar music song piano electric plays red cup coffee book phone computer screen
+    describe describes detailing following aspects according reference image main content theme shape
+    size texture quantity text spatial relationships actions events behaviors temporal physical movement
+    changes objects environment atmosphere angles movements transitions used system user assistant
+    hello world test prompt generate generated
+    """.split()
+)
+"""Vocabulary source: common words of video prompts and the words of HunyuanVideo-I2V's prompt template."""
+
+_TEMPLATE_WORDS = tuple(
+    """
+    the video by detailing following aspects according to reference image The main content and theme of
+    color shape size texture quantity text spatial relationships objects Actions events behaviors temporal
+    physical movement changes background environment light style atmosphere camera angles movements
+    transitions used in
+    """.split()
+)
+"""Words of HunyuanVideo-I2V's default prompt template that follow a space."""
+_LLAMA_BARE_WORDS = ("system", "user", "assistant", "Describe")
+"""Template words right after a special token or a newline (no leading space)."""
+
+
+def _transformers():
+    from i2v_dagster.models._compat import ensure_torch_stack
+
+    ensure_torch_stack()
+    import transformers
+
+    return transformers
+
+
+def _train_bpe(
+    texts: list[str], *, pre_tokenizer, special_tokens: list[str], alphabet: list[str], vocab_size: int, **kw
+) -> tuple[dict[str, int], list[tuple[str, str]]]:
+    """Learn a BPE vocabulary and merges from ``texts`` (deterministic for a fixed input)."""
+    import json
+
+    from tokenizers import Tokenizer, models, trainers
+
+    tok = Tokenizer(models.BPE(unk_token=special_tokens[0], **kw))
+    tok.pre_tokenizer = pre_tokenizer
+    trainer = trainers.BpeTrainer(
+        vocab_size=vocab_size,
+        min_frequency=1,
+        special_tokens=special_tokens,
+        initial_alphabet=alphabet,
+        show_progress=False,
+        **kw,
+    )
+    tok.train_from_iterator(texts, trainer=trainer)
+    model = json.loads(tok.to_str())["model"]
+    merges = [tuple(m.split(" ", 1)) if isinstance(m, str) else tuple(m) for m in model["merges"]]
+    return model["vocab"], merges
+
+
+def _corpus() -> list[str]:
+    words = list(dict.fromkeys(WORDS))
+    return words + [w.capitalize() for w in words]
+
+
+def _ascii_chars() -> list[str]:
+    return [chr(c) for c in range(33, 127)]
+
+
+def _unigram_vocab(extra: tuple[str, ...] = ()) -> list[tuple[str, float]]:
+    """T5-style Unigram vocab: ``<pad>``, ``</s>``, ``<unk>``, then words, then single characters."""
+    vocab: list[tuple[str, float]] = [("<pad>", 0.0), ("</s>", 0.0), ("<unk>", 0.0), ("▁", -3.0)]
+    pieces = list(dict.fromkeys([*WORDS, *extra]))
+    # Whole words score higher than any split into characters; earlier (more common) words a little higher.
+    for i, word in enumerate(pieces):
+        vocab.append((f"▁{word}", -4.0 - i / 1000))
+    for i, word in enumerate(pieces):
+        cap = word.capitalize()
+        if cap != word:
+            vocab.append((f"▁{cap}", -6.0 - i / 1000))
+    for ch in _ascii_chars():
+        vocab.append((ch, -10.0))
+        vocab.append((f"▁{ch}", -11.0))
+    seen: set[str] = set()
+    unique = [(p, s) for p, s in vocab if not (p in seen or seen.add(p))]
+    if len(unique) > VOCAB_SIZE:
+        raise ValueError(f"Unigram vocab has {len(unique)} pieces, more than VOCAB_SIZE={VOCAB_SIZE}")
+    return unique
+
+
+def t5_tokenizer() -> T5Tokenizer:
+    """``T5Tokenizer`` (Unigram): pad 0, ``</s>`` 1, ``<unk>`` 2, ``model_max_length`` 512, no sentinels."""
+    tf = _transformers()
+    tok = tf.T5Tokenizer(vocab=_unigram_vocab(), extra_ids=0, model_max_length=T5_MAX_LENGTH)
+    return tok
+
+
+def umt5_tokenizer() -> T5Tokenizer:
+    """The tokenizer class Wan loads for UMT5 (``T5Tokenizer``), with a few non-English words added.
+
+    Wan's pipeline calls it with ``padding="max_length"``, ``truncation=True`` and ``add_special_tokens=True``;
+    ids follow T5's layout (pad 0, ``</s>`` 1, ``<unk>`` 2).
+    """
+    tf = _transformers()
+    extra = ("der", "die", "und", "le", "la", "et", "el", "los", "y", "gato", "perro", "chat", "chien")
+    return tf.T5Tokenizer(vocab=_unigram_vocab(extra), extra_ids=0, model_max_length=T5_MAX_LENGTH)
+
+
+def clip_tokenizer() -> CLIPTokenizer:
+    """``CLIPTokenizer`` (lower-cased byte-level BPE with ``</w>``): bos ``<|startoftext|>``, eos/pad/unk
+    ``<|endoftext|>``, ``model_max_length`` 77."""
+    tf = _transformers()
+    from tokenizers import Regex, pre_tokenizers
+
+    pre = pre_tokenizers.Sequence(
+        [
+            pre_tokenizers.Split(Regex(r"[\p{L}]+|[\p{N}]|[^\s\p{L}\p{N}]+"), behavior="removed", invert=True),
+            pre_tokenizers.ByteLevel(add_prefix_space=False),
+        ]
+    )
+    specials = ["<|endoftext|>", "<|startoftext|>"]
+    # CLIPTokenizer's BPE needs every character in both forms ("a" and "a</w>"); keep room for them.
+    base = [piece for ch in _ascii_chars() for piece in (ch, f"{ch}</w>")]
+    size = VOCAB_SIZE
+    for _ in range(2):
+        vocab, merges = _train_bpe(
+            list(dict.fromkeys(WORDS)),
+            pre_tokenizer=pre,
+            special_tokens=specials,
+            alphabet=_ascii_chars(),
+            vocab_size=size,
+            end_of_word_suffix="</w>",
+        )
+        missing = [piece for piece in base if piece not in vocab]
+        size = VOCAB_SIZE - len(missing)
+    for piece in missing:
+        vocab[piece] = len(vocab)
+    _check_size("CLIP", vocab)
+    return tf.CLIPTokenizer(
+        vocab=vocab,
+        merges=merges,
+        model_max_length=CLIP_MAX_LENGTH,
+    )
+
+
+def llama_tokenizer() -> LlamaTokenizer:
+    """``LlamaTokenizer`` (= ``LlamaTokenizerFast``, Metaspace BPE) for HunyuanVideo-I2V's Llava text encoder.
+
+    Tokens follow Llama 3's split: no prefix space, ``"\\n\\n"`` one token, a bos at the start, and
+    ``<image>``, ``<pad>`` and the chat header tokens as special tokens at the fixed ids ``LLAMA_*``. So
+    HunyuanVideo-I2V's default prompt template tokenizes as with the real tokenizer: ``<image>`` at position
+    5 (``image_emb_start``) and 103 tokens before the user's prompt (``crop_start``). Pads on the right.
+    Characters outside ASCII fall back to byte tokens ``<0xXX>``, as in Llama.
+    """
+    tf = _transformers()
+    from tokenizers import pre_tokenizers
+
+    # Word-start pieces carry "▁" (a space); the template's words after a special token or newline do not.
+    texts = [f"▁{w}" for w in _corpus()] + list(_LLAMA_BARE_WORDS)
+    texts = texts + [f"▁{w}" for w in _TEMPLATE_WORDS] + list(_LLAMA_BARE_WORDS)  # these first
+    vocab, merges = _train_bpe(
+        texts,
+        pre_tokenizer=pre_tokenizers.WhitespaceSplit(),
+        special_tokens=[*LLAMA_SPECIAL_TOKENS, *(f"<0x{b:02X}>" for b in range(256))],  # byte fallback
+        alphabet=[*_ascii_chars(), "▁", "\n"],
+        vocab_size=VOCAB_SIZE - 1,
+    )
+    vocab["\n\n"] = len(vocab)  # one token, as in Llama 3
+    merges.append(("\n", "\n"))
+    _check_size("Llama", vocab)
+    tok = tf.LlamaTokenizer(
+        vocab=vocab,
+        merges=merges,
+        unk_token="<unk>",
+        bos_token="<|begin_of_text|>",
+        eos_token="<|end_of_text|>",
+        pad_token="<pad>",
+        add_bos_token=True,
+        add_eos_token=False,
+        add_prefix_space=False,
+        model_max_length=LLAMA_MAX_LENGTH,
+        padding_side="right",
+    )
+    tok.add_special_tokens({"additional_special_tokens": list(LLAMA_SPECIAL_TOKENS[4:])})
+    return tok
+
+
+def bert_tokenizer() -> BertTokenizer:
+    """``BertTokenizer`` (cased WordPiece, as Bark's ``bert-base-multilingual-cased``).
+
+    ``[PAD]`` 0, ``[UNK]`` 1, ``[CLS]`` 2, ``[SEP]`` 3, ``[MASK]`` 4; unknown words split into ``##`` pieces.
+    """
+    tf = _transformers()
+    pieces = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", *_corpus(), *_ascii_chars()]
+    pieces += [f"##{ch}" for ch in "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789"]
+    pieces += ["##s", "##es", "##ed", "##ing", "##ly", "##er", "##est"]
+    vocab = {p: i for i, p in enumerate(dict.fromkeys(pieces))}
+    _check_size("BERT", vocab)
+    return tf.BertTokenizer(vocab=vocab, do_lower_case=False, model_max_length=BERT_MAX_LENGTH)
+
+
+def _check_size(name: str, vocab: dict[str, int]) -> None:
+    top = max(vocab.values()) + 1
+    if top > VOCAB_SIZE or not math.isfinite(top):
+        raise ValueError(f"{name} vocab reaches id {top - 1}, beyond VOCAB_SIZE={VOCAB_SIZE}")

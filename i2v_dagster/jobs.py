@@ -48,3 +48,10 @@ render_video = dg.define_asset_job(
     tags={"dagster/max_runtime": str(DEFAULT_MAX_RUNTIME_S)},
     description="Render one video (the run's `videos` partition = the spec's name): script -> bundle.",
 )
+
+
+def render_video_job() -> dg.JobDefinition:
+    """The resolved job, for ``dg.reconstructable`` (used by ``i2v run``)."""
+    from i2v_dagster.definitions import defs
+
+    return defs.resolve_job_def("render_video")

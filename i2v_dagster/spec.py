@@ -23,6 +23,8 @@ from i2v_dagster.errors import AdapterError, SpecError
 
 NAME_PATTERN = r"^[a-z0-9][a-z0-9_-]{0,63}$"
 MAX_SEED = 2**32 - 1
+NONE = "none"
+OPTIONAL_ROLES = ("speech", "scorer")
 
 
 class Scene(dg.Config):
@@ -72,28 +74,27 @@ class ModelChoice(dg.Config):
         return AdapterSettings(**data)
 
 
-def _mock(adapter: str) -> ModelChoice:
-    return ModelChoice(adapter=adapter)
-
-
 class Models(dg.Config):
+    """Adapter per role. ``none`` turns narration (a silent video) or scoring off."""
+
     script: ModelChoice = Field(
-        default_factory=lambda: _mock("spec"),
+        default=ModelChoice(adapter="spec"),
         description="Script writer: `spec` (the scenes below), `ollama`, `mock_script`.",
     )
-    speech: ModelChoice | None = Field(
-        default_factory=lambda: _mock("mock_speech"),
-        description="Narration: `mock_speech`, `bark`; null for a silent video (scene durations apply).",
+    speech: ModelChoice = Field(
+        default=ModelChoice(adapter="mock_speech"),
+        description="Narration: `mock_speech`, `bark`; `none` for a silent video (scene durations apply).",
     )
     image: ModelChoice = Field(
-        default_factory=lambda: _mock("mock_image"), description="Keyframes: `mock_image`, `flux_schnell`."
+        default=ModelChoice(adapter="mock_image"), description="Keyframes: `mock_image`, `flux_schnell`."
     )
     video: ModelChoice = Field(
-        default_factory=lambda: _mock("mock_video"),
+        default=ModelChoice(adapter="mock_video"),
         description="Clips: `mock_video`, `cogvideox_5b_i2v`, `cogvideox15_5b_i2v`, `wan22_ti2v_5b`, `hunyuan_i2v`.",
     )
-    scorer: ModelChoice | None = Field(
-        None, description="Prompt-fidelity scorer: `clip` (open_clip ViT-B-32 and ViT-L-14); null for none."
+    scorer: ModelChoice = Field(
+        default=ModelChoice(adapter="none"),
+        description="Prompt-fidelity scorer: `clip` (open_clip ViT-B-32 and ViT-L-14); `none` for no scoring.",
     )
 
 
@@ -143,8 +144,8 @@ class JobSpec(dg.Config):
     texture_suffix: str = Field("fine film grain, detailed textures", description="Appended to keyframe prompts.")
     motion_style: str = Field("smooth slow camera motion", description="Appended to motion prompts.")
     color_correction: bool = Field(False, description="Match each clip's colours to the first clip's reference.")
-    models: Models = Field(default_factory=Models, description="Adapter per role.")
-    checks: Checks = Field(default_factory=Checks, description="Asset check thresholds.")
+    models: Models = Field(default=Models(), description="Adapter per role.")
+    checks: Checks = Field(default=Checks(), description="Asset check thresholds.")
 
     @field_validator("name")
     @classmethod
@@ -164,6 +165,14 @@ class JobSpec(dg.Config):
         return self
 
     # ---- derived values -------------------------------------------------------------------
+    @property
+    def silent(self) -> bool:
+        return self.models.speech.adapter == NONE
+
+    @property
+    def scorer(self) -> ModelChoice | None:
+        return None if self.models.scorer.adapter == NONE else self.models.scorer
+
     def clip_seed(self, index: int) -> int:
         """Per-clip seed, derived deterministically from the spec's seed."""
         return derive_seed(self.seed, f"clip:{index}")
@@ -194,9 +203,11 @@ def spec_problems(spec: JobSpec) -> list[str]:
     errors: list[str] = []
     roles = spec.models.model_dump()
     for role, choice in roles.items():
-        if choice is None:
-            continue
         field = f"models.{role}.adapter"
+        if choice["adapter"] == NONE:
+            if role not in OPTIONAL_ROLES:
+                errors.append(f"{field}: 'none' is allowed for {' and '.join(OPTIONAL_ROLES)} only")
+            continue
         try:
             actual = adapter_role(choice["adapter"])
         except AdapterError as exc:
@@ -208,11 +219,11 @@ def spec_problems(spec: JobSpec) -> list[str]:
         return errors
     if spec.models.script.adapter == "spec" and not spec.scenes:
         errors.append("scenes: empty, and models.script.adapter is 'spec' (the scenes must be in the spec)")
-    if spec.models.speech is None:
+    if spec.silent:
         missing = [i for i, s in enumerate(spec.scenes) if s.duration_s is None]
         if missing:
             errors.append(
-                f"scenes[{missing[0]}].duration_s: required when models.speech is null (silent video)"
+                f"scenes.{missing[0]}.duration_s: required when models.speech.adapter is 'none' (silent video)"
             )
     image = get_adapter_info(spec.models.image.adapter)
     if image.constraints is not None:

@@ -20,7 +20,7 @@ from i2v_dagster.fsutil import save_png_atomic, sha256_file, write_json_atomic
 from i2v_dagster.guardrails import Deadline, watchdog
 from i2v_dagster.media.video import encode_frames
 from i2v_dagster.models.base import ClipRequest, StepProgress
-from i2v_dagster.partitions import CLIP_IDS, CLIP_PARTITIONS, VIDEOS, clip_key
+from i2v_dagster.partitions import CLIP_IDS, CLIP_PARTITIONS, VIDEOS, by_video, clip_key
 from i2v_dagster.planning import ClipPlan
 from i2v_dagster.resources.outputs import OutputsResource
 from i2v_dagster.resources.residency import ModelResidency
@@ -89,7 +89,7 @@ def render_clip(
     cond = conditioning_for(state, plan)
     limit = min(spec.clip_time_limit_s, budget_left_s)
     label = f"clip {plan.key} of video {spec.name!r}"
-    if limit < spec.clip_time_limit_s:
+    if budget_left_s < spec.clip_time_limit_s - 1.0:
         label += f" (run budget: {budget_left_s:.1f} s left)"
     choice = spec.models.video
     steps: list[float] = []
@@ -210,8 +210,7 @@ def clips(
 
 @dg.asset(
     partitions_def=CLIP_PARTITIONS,
-    deps=[dg.AssetDep(keyframes, partition_mapping=dg.MultiToSingleDimensionPartitionMapping(
-        partition_dimension_name="video"))],
+    deps=[dg.AssetDep(keyframes, partition_mapping=by_video())],
     group_name="video",
     pool="gpu",
     description="One clip (video x clip id). Materialize one partition alone to re-make that clip, "

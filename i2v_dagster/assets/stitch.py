@@ -12,7 +12,7 @@ from i2v_dagster.assets.story import narration
 from i2v_dagster.errors import MediaError
 from i2v_dagster.fsutil import sha256_file
 from i2v_dagster.media.video import probe, stitch
-from i2v_dagster.partitions import VIDEOS
+from i2v_dagster.partitions import VIDEOS, by_video
 from i2v_dagster.resources.outputs import OutputsResource
 
 
@@ -21,7 +21,7 @@ from i2v_dagster.resources.outputs import OutputsResource
     deps=[
         clips,
         narration,
-        dg.AssetDep(clip, partition_mapping=dg.MultiToSingleDimensionPartitionMapping(partition_dimension_name="video")),
+        dg.AssetDep(clip, partition_mapping=by_video()),
     ],
     group_name="video",
     description="The clips stitched by stream copy, with the narration muxed as AAC.",

@@ -78,7 +78,7 @@ def narration(
     padded: list[np.ndarray] = []
     rate = 24_000
     speech = spec.models.speech
-    if speech is None:
+    if spec.silent:
         durations = [float(s.duration_s or SILENT_SCENE_S) for s in scenes]
     else:
         with residency.use(speech.adapter, speech.settings()) as model:

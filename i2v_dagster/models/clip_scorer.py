@@ -75,6 +75,10 @@ class LoadedClip:
     tokenizer: Any
 
 
+class LoadedModels(dict[str, LoadedClip]):
+    """Model name -> loaded model, in the configured order (a dict that can be weakly referenced)."""
+
+
 def _hf_offline() -> bool:
     return os.environ.get("HF_HUB_OFFLINE", "").strip().upper() in _TRUE
 
@@ -94,7 +98,7 @@ def configured_models(settings: AdapterSettings) -> dict[str, str]:
     """Model name -> configured weights (tag, file or folder), from the settings; no imports."""
     opts = settings.options
     raw = opts.get("models", list(DEFAULT_MODELS))
-    names = [raw] if isinstance(raw, str) else list(raw)
+    names = [raw] if isinstance(raw, str) else list(raw) if isinstance(raw, list | tuple) else []
     if not names or not all(isinstance(n, str) and n.strip() for n in names):
         raise AdapterError(f"clip: options.models must be a non-empty list of model names, got {raw!r}")
     pretrained = opts.get("pretrained", DEFAULT_PRETRAINED)
@@ -102,7 +106,8 @@ def configured_models(settings: AdapterSettings) -> dict[str, str]:
         unknown = sorted(set(pretrained) - set(names))
         if unknown:
             raise AdapterError(
-                f"clip: options.pretrained names {', '.join(unknown)}, not in options.models ({', '.join(names)})"
+                f"clip: options.pretrained names {', '.join(unknown)}, "
+                f"not in options.models ({', '.join(names)})"
             )
         chosen = {n: str(pretrained.get(n, DEFAULT_PRETRAINED)) for n in names}
     elif isinstance(pretrained, str) and pretrained:
@@ -113,7 +118,8 @@ def configured_models(settings: AdapterSettings) -> dict[str, str]:
         if len(names) != 1:
             raise AdapterError(
                 f"clip: model={settings.model!r} gives one weights source but options.models lists "
-                f"{len(names)} models ({', '.join(names)}); list one model, or set options.pretrained per model"
+                f"{len(names)} models ({', '.join(names)}); "
+                "list one model, or set options.pretrained per model"
             )
         chosen = {names[0]: settings.model}
     return chosen
@@ -143,7 +149,9 @@ def register_model_configs(paths: Any) -> None:
         for file in files:
             wanted = json.loads(file.read_text(encoding="utf-8"))
             if not all(key in wanted for key in ("embed_dim", "vision_cfg", "text_cfg")):
-                raise AdapterError(f"clip: {file} is not an open_clip model config (embed_dim, vision_cfg, text_cfg)")
+                raise AdapterError(
+                    f"clip: {file} is not an open_clip model config (embed_dim, vision_cfg, text_cfg)"
+                )
             if open_clip.get_model_config(file.stem) != wanted:
                 open_clip.add_model_config(file)
 
@@ -165,7 +173,8 @@ def _plan_tag(name: str, tag: str, cache_dir: Path) -> WeightsPlan:
     if not cfg:
         known = ", ".join(open_clip.list_pretrained_tags_by_model(name)) or "none"
         raise AdapterError(
-            f"clip: pretrained {tag!r} is neither a file, a folder nor an open_clip tag of {name} (tags: {known})"
+            f"clip: pretrained {tag!r} is neither a file, a folder nor an open_clip tag of {name} "
+            f"(tags: {known})"
         )
     common: dict[str, Any] = {
         "model": name,
@@ -178,7 +187,8 @@ def _plan_tag(name: str, tag: str, cache_dir: Path) -> WeightsPlan:
     if not cfg.get("hf_hub"):
         return WeightsPlan(
             **common,
-            problem=f"{name} (pretrained {tag!r}): the tag has no Hugging Face file; give a weights file instead",
+            problem=f"{name} (pretrained {tag!r}): the tag has no Hugging Face file; "
+            "give a weights file instead",
         )
     repo_id, filenames = _hub_candidates(cfg["hf_hub"])
     for filename in filenames:
@@ -270,7 +280,7 @@ class ClipScorer(Scorer):
 
     def __init__(self, settings: AdapterSettings | None = None, **kwargs: Any) -> None:
         super().__init__(settings, **kwargs)
-        self.models: dict[str, LoadedClip] | None = None
+        self.models: LoadedModels | None = None
         self._device: Any = None
 
     @property
@@ -304,7 +314,7 @@ class ClipScorer(Scorer):
         precision = self._precision(device)
         if self.settings.quantization != "none":
             self.log.info("clip: quantization %r is not used by this scorer", self.settings.quantization)
-        models: dict[str, LoadedClip] = {}
+        models = LoadedModels()
         for plan in plans:
             path = plan.path or self._download(plan)
             self.log.info("loading CLIP %s from %s on %s (%s)", plan.model, path, device, precision)
@@ -381,12 +391,18 @@ class ClipScorer(Scorer):
     def score(self, images: Sequence[Image.Image], prompts: Sequence[str]) -> Scores:
         """Cosine similarity (normalised embeddings, dot product) per (image, prompt) pair, per model."""
         if len(images) != len(prompts):
-            raise AdapterError(f"clip: got {len(images)} images but {len(prompts)} prompts; pass one prompt per image")
+            raise AdapterError(
+                f"clip: got {len(images)} images but {len(prompts)} prompts; pass one prompt per image"
+            )
         self.load()
         assert self.models is not None
-        return Scores(per_model={name: self._score_with(clip, images, prompts) for name, clip in self.models.items()})
+        return Scores(
+            per_model={name: self._score_with(clip, images, prompts) for name, clip in self.models.items()}
+        )
 
-    def _score_with(self, clip: LoadedClip, images: Sequence[Image.Image], prompts: Sequence[str]) -> list[float]:
+    def _score_with(
+        self, clip: LoadedClip, images: Sequence[Image.Image], prompts: Sequence[str]
+    ) -> list[float]:
         import torch
 
         if not images:
@@ -399,7 +415,9 @@ class ClipScorer(Scorer):
         with torch.inference_mode():
             texts = torch.cat(
                 [
-                    clip.model.encode_text(clip.tokenizer(unique[i : i + size]).to(self._device), normalize=True)
+                    clip.model.encode_text(
+                        clip.tokenizer(unique[i : i + size]).to(self._device), normalize=True
+                    )
                     for i in range(0, len(unique), size)
                 ]
             ).float()

@@ -8,6 +8,7 @@ They make real content, so every downstream step and check works on them:
 
 The same inputs give byte-identical outputs. ``MockVideo`` options (``models.video.options``):
 ``steps`` (4) simulated denoising steps, ``seconds_per_step`` (0.0) to make it slow,
+``slow_after`` (0): that many clips are made at full speed before ``seconds_per_step`` applies,
 ``color_cast`` ([0, 0, 0]) RGB added progressively over each clip (drift that compounds in a chain).
 """
 
@@ -182,6 +183,9 @@ class MockVideo(_NoWeights, VideoModel):
         opts = dict(self.settings.options)
         steps = int(self.settings.num_inference_steps or opts.get("steps", 4))
         per_step = float(opts.get("seconds_per_step", 0.0))
+        self._calls = getattr(self, "_calls", 0) + 1
+        if self._calls <= int(opts.get("slow_after", 0)):
+            per_step = 0.0
         cast = np.asarray(opts.get("color_cast", [0, 0, 0]), dtype=np.float64).reshape(3)
         for step in range(1, steps + 1):
             started = time.monotonic()

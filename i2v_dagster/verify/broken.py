@@ -127,7 +127,9 @@ def check_broken_frames(
     longest = max((length for _, length in runs), default=1)
     long_runs = [(start, length) for start, length in runs if length > max_frozen_frames]
 
-    by_kind = {kind: [i for i, k in enumerate(kinds) if k == kind] for kind in ("nan", "black", "white", "constant")}
+    by_kind = {
+        kind: [i for i, k in enumerate(kinds) if k == kind] for kind in ("nan", "black", "white", "constant")
+    }
     flagged = {i for i, k in enumerate(kinds) if k != "ok"}
     for start, length in long_runs:
         flagged.update(range(start, start + length))

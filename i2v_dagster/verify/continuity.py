@@ -98,7 +98,12 @@ def check_seams(
     )
     details = {"joins": joins, "failing_joins": failing, "min_typical": min_typical}
     return CheckOutcome(
-        name=name, passed=passed, value=value, threshold=max_seam_ratio, explanation=explanation, details=details
+        name=name,
+        passed=passed,
+        value=value,
+        threshold=max_seam_ratio,
+        explanation=explanation,
+        details=details,
     )
 
 
@@ -206,7 +211,7 @@ def check_color_drift_video(
     max_color_drift: float = 12.0,
     name: str = "color_drift",
 ) -> CheckOutcome:
-    """Every clip against the first keyframe; value = worst clip's drift, ``details["per_clip"]`` lists all."""
+    """Every clip against the first keyframe; value = the worst drift; ``details["per_clip"]`` has all."""
     if not clips:
         return CheckOutcome.skipped(name, "no clips", threshold=max_color_drift)
     ref = color_stats(reference)

@@ -54,8 +54,7 @@ def check_sync(
     )
     explanation = (
         f"{'Passed' if passed else 'Failed'}: {measured}; streams: video={'yes' if has_video else 'no'}, "
-        f"audio={'yes' if has_audio else 'no'}."
-        + (f" Problems: {'; '.join(problems)}." if problems else "")
+        f"audio={'yes' if has_audio else 'no'}." + (f" Problems: {'; '.join(problems)}." if problems else "")
     )
     details = {
         "video_duration_s": float(video_duration_s),

@@ -69,10 +69,7 @@ def lab_planes(rgb_planes: np.ndarray) -> np.ndarray:
 
     Planar layout keeps the 3x3 matrix product on BLAS (an (N, 3) @ (3, 3) product is many times slower).
     """
-    if rgb_planes.dtype == np.uint8:
-        linear = _U8_TO_LINEAR[rgb_planes]
-    else:
-        linear = srgb_to_linear(rgb_planes)
+    linear = _U8_TO_LINEAR[rgb_planes] if rgb_planes.dtype == np.uint8 else srgb_to_linear(rgb_planes)
     f = _f(_FWD @ linear)
     lab = np.empty_like(f)
     np.multiply(f[1], 116.0, out=lab[0])

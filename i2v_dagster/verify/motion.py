@@ -4,7 +4,8 @@
   suppresses grain); for each consecutive pair, the fraction of pixels whose luma changes by more than
   ``tolerance`` (a fraction of the 0..255 range, 0.03 by default); the score is the MEDIAN of these
   fractions over all pairs. Scale 0..1. One big jump in an otherwise still clip moves one pair of many, so
-  the median stays at 0: a single glitch cannot satisfy it.
+  the median stays at 0: a single glitch cannot satisfy it. (``stride`` > 1 compares frames that many
+  apart instead; consecutive pairs are the default.)
 - ``avg_motion`` (reported only, for comparison with earlier projects): the mean over pairs of the mean
   absolute RGB difference / 255. A single jump raises it above zero, which is why it is not the check.
 """
@@ -23,18 +24,18 @@ MOTION_BLOCK = 4
 
 
 def motion_fractions(
-    frames: np.ndarray, *, tolerance: float = MOTION_TOLERANCE, block: int = MOTION_BLOCK
+    frames: np.ndarray, *, tolerance: float = MOTION_TOLERANCE, block: int = MOTION_BLOCK, stride: int = 1
 ) -> np.ndarray:
-    """Per consecutive pair: fraction of (downscaled) pixels whose luma changes by more than ``tolerance``."""
+    """Per pair of frames ``stride`` apart (consecutive by default): the fraction of downscaled pixels
+    whose luma changes by more than ``tolerance`` of the range."""
     frames = as_frames(frames)
-    level = tolerance * 255.0
-    out = np.empty(max(frames.shape[0] - 1, 0), dtype=np.float64)
-    previous = block_mean(luma(frames[0]), block)
-    for t in range(1, frames.shape[0]):
-        current = block_mean(luma(frames[t]), block)
-        out[t - 1] = np.count_nonzero(np.abs(current - previous) > level) / current.size
-        previous = current
-    return out
+    if stride < 1:
+        raise ValueError(f"`stride` must be at least 1 but is {stride}.")
+    if frames.shape[0] <= stride:
+        return np.empty(0, dtype=np.float64)
+    small = np.stack([block_mean(luma(frame), block) for frame in frames])
+    changed = np.abs(small[stride:] - small[:-stride]) > tolerance * 255.0
+    return changed.mean(axis=(1, 2), dtype=np.float64)
 
 
 def naive_avg_motion(frames: np.ndarray) -> float:
@@ -54,11 +55,16 @@ def check_motion(
     min_motion: float = 0.05,
     tolerance: float = MOTION_TOLERANCE,
     block: int = MOTION_BLOCK,
+    stride: int = 1,
     name: str = "motion",
 ) -> CheckOutcome:
-    """One clip: fails when the median changed-pixel fraction is below ``min_motion``."""
+    """One clip: fails when the median changed-pixel fraction is below ``min_motion``.
+
+    ``stride`` > 1 compares frames that many apart instead of neighbours (for a high frame rate, where
+    slow but real motion moves little between neighbours); one jump still moves only ``stride`` pairs.
+    """
     frames = as_frames(frames)
-    fractions = motion_fractions(frames, tolerance=tolerance, block=block)
+    fractions = motion_fractions(frames, tolerance=tolerance, block=block, stride=stride)
     avg = naive_avg_motion(frames)
     if fractions.size == 0:
         return CheckOutcome(
@@ -66,7 +72,7 @@ def check_motion(
             passed=False,
             value=0.0,
             threshold=min_motion,
-            explanation="Failed: a clip of one frame has no motion to measure.",
+            explanation=f"Failed: {frames.shape[0]} frame(s) hold no frame pair {stride} apart to compare.",
             details={"pairs": 0, "avg_motion": avg},
         )
     score = float(np.median(fractions))
@@ -74,9 +80,10 @@ def check_motion(
     passed = score >= min_motion
     explanation = (
         f"{'Passed' if passed else 'Failed'}: motion score {score:.3f} "
-        f"{'>=' if passed else '<'} {min_motion:g}. Score = median over {fractions.size} frame pairs of the "
+        f"{'>=' if passed else '<'} {min_motion:g}. Score = median over {fractions.size} frame pairs "
+        f"({'consecutive' if stride == 1 else f'{stride} frames apart'}) of the "
         f"fraction of pixels whose luma changes by more than {tolerance:.0%} of range after a {block}x "
-        f"box downscale; {moving} of {fractions.size} pairs move at least that much. "
+        f"box downscale; {moving} of {fractions.size} pairs reach {min_motion:g}. "
         f"For comparison, naive avg_motion (mean |frame difference| / 255) = {avg:.4f}."
     )
     details = {
@@ -89,6 +96,7 @@ def check_motion(
         "avg_motion": round(avg, 6),
         "tolerance": tolerance,
         "block": block,
+        "stride": stride,
     }
     return CheckOutcome(
         name=name, passed=passed, value=score, threshold=min_motion, explanation=explanation, details=details

@@ -79,7 +79,7 @@ class CheckOutcome:
         )
 
     def to_metadata(self) -> dict[str, Any]:
-        """Plain JSON types: ``name, status, passed, value, threshold, explanation, details, skipped_reason``."""
+        """The outcome as plain JSON types (adds ``status``; non-finite numbers become ``None``)."""
         return {
             "name": self.name,
             "status": self.status,

@@ -3,12 +3,17 @@
 from __future__ import annotations
 
 import math
+import weakref
 from pathlib import Path
 
 import numpy as np
 import pytest
 
 pytest.importorskip("torch")
+
+from i2v_dagster.models._compat import ensure_torch_stack  # noqa: E402
+
+ensure_torch_stack()  # before open_clip: it imports torchvision
 pytest.importorskip("open_clip")
 
 from PIL import Image  # noqa: E402
@@ -161,7 +166,13 @@ def test_missing_hub_weights_offline_raise_with_model_and_place(monkeypatch, tmp
     with pytest.raises(ScorerUnavailableError) as info:
         adapter.score([_noise_image()], [CAPTION_A])
     message = str(info.value)
-    for expected in ("ViT-B-32", "ViT-L-14", str(cache), "timm/vit_base_patch32_clip_224.openai", "HF_HUB_OFFLINE"):
+    for expected in (
+        "ViT-B-32",
+        "ViT-L-14",
+        str(cache),
+        "timm/vit_base_patch32_clip_224.openai",
+        "HF_HUB_OFFLINE",
+    ):
         assert expected in message
     assert not adapter.is_loaded
     assert scorer_availability(AdapterSettings()) == message
@@ -207,7 +218,9 @@ def test_unload_releases_the_models(tiny_settings):
     adapter = ClipScorer(tiny_settings)
     adapter.load()
     assert set(adapter.models) == set(TINY_NAMES)
+    modules = [weakref.ref(loaded.model) for loaded in adapter.models.values()]
     assert_unload_releases(adapter, "models")
+    assert all(ref() is None for ref in modules), "an open_clip model is still referenced after unload()"
 
 
 def test_configuration_errors_name_the_problem(tiny_settings, tmp_path):
@@ -218,4 +231,6 @@ def test_configuration_errors_name_the_problem(tiny_settings, tmp_path):
     with pytest.raises(AdapterError, match="open_clip tag of ViT-B-32"):
         scorer_availability(AdapterSettings(options={"models": ["ViT-B-32"], "pretrained": "no_such_tag"}))
     with pytest.raises(AdapterError, match="not an open_clip architecture"):
-        scorer_availability(AdapterSettings(options={"models": ["ViT-Nope"], "pretrained": str(Path(__file__))}))
+        scorer_availability(
+            AdapterSettings(options={"models": ["ViT-Nope"], "pretrained": str(Path(__file__))})
+        )

@@ -40,6 +40,8 @@ FINE_VOCAB = CODEBOOK_SIZE + 8
 MAX_INPUT_SEMANTIC = 32
 MAX_SEMANTIC_TOKENS = 40
 """Default semantic-token cap of the tiny generation config (Bark's is 768, about 15 s)."""
+MIN_SEMANTIC_TOKENS = 12
+"""The random model would often end a piece after a token or two, too short for EnCodec's 7-tap convolutions."""
 SAMPLE_RATE = 24_000
 VOICE_PRESET = "v2/en_speaker_6"
 
@@ -72,6 +74,7 @@ def build_tiny_bark(seed: int = 0):
         BarkProcessor,
         BarkSemanticConfig,
         EncodecConfig,
+        GenerationConfig,
     )
     from transformers.models.bark.generation_configuration_bark import BarkGenerationConfig
 
@@ -97,10 +100,11 @@ def build_tiny_bark(seed: int = 0):
     )
     torch.manual_seed(seed)
     model = BarkModel(config).eval()
-    model.generation_config = BarkGenerationConfig(
+    nested = BarkGenerationConfig(
         semantic_config={
             "eos_token_id": SEMANTIC_PAD,
             "max_new_tokens": MAX_SEMANTIC_TOKENS,
+            "min_new_tokens": MIN_SEMANTIC_TOKENS,
             "text_encoding_offset": TEXT_OFFSET,
             "text_pad_token": TEXT_PAD,
             "semantic_infer_token": SEMANTIC_INFER,
@@ -126,6 +130,9 @@ def build_tiny_bark(seed: int = 0):
         sample_rate=SAMPLE_RATE,
         codebook_size=CODEBOOK_SIZE,
     )
+    # A loaded Bark holds a plain GenerationConfig whose sub-configs are dicts (BarkModel.generate rebuilds
+    # the typed configs from them); BarkGenerationConfig itself cannot be saved (transformers 5.23).
+    model.generation_config = GenerationConfig(**nested.to_dict())
 
     rng = np.random.default_rng(seed)
     voice = {

@@ -37,7 +37,9 @@ def save_clip_weights(model: Any, path: str | Path) -> Path:
     return path
 
 
-def save_tiny_clip(folder: str | Path, *, names: tuple[str, ...] = TINY_NAMES, seed: int = 0) -> AdapterSettings:
+def save_tiny_clip(
+    folder: str | Path, *, names: tuple[str, ...] = TINY_NAMES, seed: int = 0
+) -> AdapterSettings:
     """Write a tiny config and random weights per name under ``folder``; return the scorer's settings."""
     from i2v_dagster.models._compat import ensure_torch_stack
 

@@ -6,7 +6,7 @@ vocabulary learned (BPE) or written (Unigram, WordPiece) here from ``WORDS``. Ev
 round-trips ``save_pretrained`` / ``from_pretrained`` (its own class and ``AutoTokenizer``) offline.
 
 - :func:`t5_tokenizer`: ``T5Tokenizer`` (Unigram), CogVideoX ``tokenizer`` and Flux ``tokenizer_2``.
-- :func:`umt5_tokenizer`: ``T5Tokenizer`` laid out like UMT5's, Wan ``tokenizer``.
+- :func:`umt5_tokenizer`: ``T5Tokenizer`` (the class Wan loads for UMT5), Wan ``tokenizer``.
 - :func:`clip_tokenizer`: ``CLIPTokenizer`` (byte-level BPE), Flux ``tokenizer`` and Hunyuan ``tokenizer_2``.
 - :func:`llama_tokenizer`: ``LlamaTokenizer`` (= ``LlamaTokenizerFast``) with the Llama 3 header tokens and
   ``<image>``, HunyuanVideo-I2V ``tokenizer`` (Llava text encoder).
@@ -15,7 +15,10 @@ round-trips ``save_pretrained`` / ``from_pretrained`` (its own class and ``AutoT
 
 from __future__ import annotations
 
-import math
+import heapq
+import itertools
+from collections import Counter
+from functools import cache
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
@@ -25,10 +28,13 @@ VOCAB_SIZE = 1000
 """Upper bound on every id any tokenizer here produces (tiny models use ``vocab_size=VOCAB_SIZE``)."""
 
 T5_PAD_ID, T5_EOS_ID, T5_UNK_ID = 0, 1, 2
-"""Special ids of :func:`t5_tokenizer` and :func:`umt5_tokenizer` (as in T5: ``<pad>``, ``</s>``, ``<unk>``)."""
+"""Special ids of :func:`t5_tokenizer` and :func:`umt5_tokenizer`, as in T5 (pad, eos, unk)."""
 
 CLIP_MAX_LENGTH = 77
 T5_MAX_LENGTH = 512
+CLIP_BOS_ID, CLIP_EOS_ID = 0, 1
+"""``<|startoftext|>`` and ``<|endoftext|>`` (also pad and unk) of :func:`clip_tokenizer`: a tiny
+``CLIPTextConfig`` needs ``bos_token_id=CLIP_BOS_ID, eos_token_id=CLIP_EOS_ID`` (pooling finds the eos)."""
 
 # Llama/Llava special tokens, at fixed ids so a tiny LlavaConfig can name them
 # (``image_token_index=LLAMA_IMAGE_TOKEN_ID``, ``pad_token_id=LLAMA_PAD_TOKEN_ID``).
@@ -48,8 +54,7 @@ LLAMA_MAX_LENGTH = 8192
 BERT_PAD_ID, BERT_UNK_ID, BERT_CLS_ID, BERT_SEP_ID, BERT_MASK_ID = 0, 1, 2, 3, 4
 BERT_MAX_LENGTH = 512
 
-WORDS: tuple[str, ...] = tuple(
-    """
+_WORD_TEXT = """
     a an the and or but of in on at to from with by for as into over under through across near behind above
     is are was were be been being it its this that these those there here his her their he she they we you
     i my your our me him them who what which when where while then than so very more most less slowly
@@ -75,18 +80,17 @@ WORDS: tuple[str, ...] = tuple(
     size texture quantity text spatial relationships actions events behaviors temporal physical movement
     changes objects environment atmosphere angles movements transitions used system user assistant
     hello world test prompt generate generated
-    """.split()
-)
+"""
+WORDS: tuple[str, ...] = tuple(_WORD_TEXT.split())
 """Vocabulary source: common words of video prompts and the words of HunyuanVideo-I2V's prompt template."""
 
-_TEMPLATE_WORDS = tuple(
-    """
+_TEMPLATE_TEXT = """
     the video by detailing following aspects according to reference image The main content and theme of
     color shape size texture quantity text spatial relationships objects Actions events behaviors temporal
     physical movement changes background environment light style atmosphere camera angles movements
     transitions used in
-    """.split()
-)
+"""
+_TEMPLATE_WORDS = tuple(_TEMPLATE_TEXT.split())
 """Words of HunyuanVideo-I2V's default prompt template that follow a space."""
 _LLAMA_BARE_WORDS = ("system", "user", "assistant", "Describe")
 """Template words right after a special token or a newline (no leading space)."""
@@ -101,28 +105,69 @@ def _transformers():
     return transformers
 
 
-def _train_bpe(
-    texts: list[str], *, pre_tokenizer, special_tokens: list[str], alphabet: list[str], vocab_size: int, **kw
+def _learn_bpe(
+    words: tuple[tuple[str, ...], ...], *, base: tuple[str, ...], size: int
 ) -> tuple[dict[str, int], list[tuple[str, str]]]:
-    """Learn a BPE vocabulary and merges from ``texts`` (deterministic for a fixed input)."""
-    import json
+    """Learn BPE merges from symbol sequences until the vocab (``base`` first) has ``size`` pieces.
 
-    from tokenizers import Tokenizer, models, trainers
+    Plain Python on purpose: the ``tokenizers`` trainer breaks ties between equally frequent pairs in a
+    different order in each process, and the ids must be the same in every run. A word listed twice counts
+    twice. Ties go to the lexicographically smallest pair.
+    """
+    counts = Counter(words)
+    seqs = [list(w) for w in counts]
+    freq = list(counts.values())
+    pairs: Counter[tuple[str, str]] = Counter()
+    where: dict[tuple[str, str], set[int]] = {}
+    for k, seq in enumerate(seqs):
+        for pair in itertools.pairwise(seq):
+            pairs[pair] += freq[k]
+            where.setdefault(pair, set()).add(k)
+    heap = [(-n, pair) for pair, n in pairs.items()]
+    heapq.heapify(heap)
+    pieces = list(dict.fromkeys(base))
+    known = set(pieces)
+    merges: list[tuple[str, str]] = []
+    while len(pieces) < size and heap:
+        neg, best = heapq.heappop(heap)
+        if pairs.get(best, 0) != -neg or neg == 0:
+            continue  # stale heap entry
+        joined = best[0] + best[1]
+        merges.append(best)
+        if joined not in known:
+            pieces.append(joined)
+            known.add(joined)
+        touched: set[tuple[str, str]] = set()
+        for k in sorted(where.pop(best, ())):
+            seq, n = seqs[k], freq[k]
+            for pair in itertools.pairwise(seq):
+                pairs[pair] -= n
+                touched.add(pair)
+            i = 0
+            while i < len(seq) - 1:
+                if (seq[i], seq[i + 1]) == best:
+                    seq[i : i + 2] = [joined]
+                i += 1
+            for pair in itertools.pairwise(seq):
+                pairs[pair] += n
+                touched.add(pair)
+                where.setdefault(pair, set()).add(k)
+        for pair in touched:
+            if pairs[pair] > 0:
+                heapq.heappush(heap, (-pairs[pair], pair))
+    return {piece: i for i, piece in enumerate(pieces)}, merges
 
-    tok = Tokenizer(models.BPE(unk_token=special_tokens[0], **kw))
-    tok.pre_tokenizer = pre_tokenizer
-    trainer = trainers.BpeTrainer(
-        vocab_size=vocab_size,
-        min_frequency=1,
-        special_tokens=special_tokens,
-        initial_alphabet=alphabet,
-        show_progress=False,
-        **kw,
-    )
-    tok.train_from_iterator(texts, trainer=trainer)
-    model = json.loads(tok.to_str())["model"]
-    merges = [tuple(m.split(" ", 1)) if isinstance(m, str) else tuple(m) for m in model["merges"]]
-    return model["vocab"], merges
+
+@cache
+def _learned(words: tuple[tuple[str, ...], ...], base: tuple[str, ...]) -> tuple[tuple, tuple]:
+    vocab, merges = _learn_bpe(words, base=base, size=VOCAB_SIZE)
+    return tuple(vocab.items()), tuple(merges)
+
+
+def _bpe(words: list[tuple[str, ...]], base: list[str]) -> tuple[dict[str, int], list[tuple[str, str]]]:
+    """:func:`_learn_bpe` to ``VOCAB_SIZE`` pieces, cached; returns fresh copies."""
+    vocab, merges = _learned(tuple(words), tuple(base))
+    return dict(vocab), list(merges)
 
 
 def _corpus() -> list[str]:
@@ -165,8 +210,8 @@ def t5_tokenizer() -> T5Tokenizer:
 def umt5_tokenizer() -> T5Tokenizer:
     """The tokenizer class Wan loads for UMT5 (``T5Tokenizer``), with a few non-English words added.
 
-    Wan's pipeline calls it with ``padding="max_length"``, ``truncation=True`` and ``add_special_tokens=True``;
-    ids follow T5's layout (pad 0, ``</s>`` 1, ``<unk>`` 2).
+    Wan's pipeline calls it with ``padding="max_length"``, ``truncation=True`` and
+    ``add_special_tokens=True``; ids follow T5's layout (pad 0, ``</s>`` 1, ``<unk>`` 2).
     """
     tf = _transformers()
     extra = ("der", "die", "und", "le", "la", "et", "el", "los", "y", "gato", "perro", "chat", "chien")
@@ -177,31 +222,11 @@ def clip_tokenizer() -> CLIPTokenizer:
     """``CLIPTokenizer`` (lower-cased byte-level BPE with ``</w>``): bos ``<|startoftext|>``, eos/pad/unk
     ``<|endoftext|>``, ``model_max_length`` 77."""
     tf = _transformers()
-    from tokenizers import Regex, pre_tokenizers
-
-    pre = pre_tokenizers.Sequence(
-        [
-            pre_tokenizers.Split(Regex(r"[\p{L}]+|[\p{N}]|[^\s\p{L}\p{N}]+"), behavior="removed", invert=True),
-            pre_tokenizers.ByteLevel(add_prefix_space=False),
-        ]
-    )
-    specials = ["<|endoftext|>", "<|startoftext|>"]
-    # CLIPTokenizer's BPE needs every character in both forms ("a" and "a</w>"); keep room for them.
-    base = [piece for ch in _ascii_chars() for piece in (ch, f"{ch}</w>")]
-    size = VOCAB_SIZE
-    for _ in range(2):
-        vocab, merges = _train_bpe(
-            list(dict.fromkeys(WORDS)),
-            pre_tokenizer=pre,
-            special_tokens=specials,
-            alphabet=_ascii_chars(),
-            vocab_size=size,
-            end_of_word_suffix="</w>",
-        )
-        missing = [piece for piece in base if piece not in vocab]
-        size = VOCAB_SIZE - len(missing)
-    for piece in missing:
-        vocab[piece] = len(vocab)
+    chars = _ascii_chars()
+    # Every character in both forms ("a" and "a</w>"), as CLIPTokenizer's BPE expects.
+    base = ["<|startoftext|>", "<|endoftext|>", *chars, *(f"{ch}</w>" for ch in chars)]
+    words = [(*w[:-1], f"{w[-1]}</w>") for w in dict.fromkeys(w.lower() for w in WORDS)]
+    vocab, merges = _bpe(words, base)
     _check_size("CLIP", vocab)
     return tf.CLIPTokenizer(
         vocab=vocab,
@@ -220,20 +245,14 @@ def llama_tokenizer() -> LlamaTokenizer:
     Characters outside ASCII fall back to byte tokens ``<0xXX>``, as in Llama.
     """
     tf = _transformers()
-    from tokenizers import pre_tokenizers
-
     # Word-start pieces carry "▁" (a space); the template's words after a special token or newline do not.
-    texts = [f"▁{w}" for w in _corpus()] + list(_LLAMA_BARE_WORDS)
-    texts = texts + [f"▁{w}" for w in _TEMPLATE_WORDS] + list(_LLAMA_BARE_WORDS)  # these first
-    vocab, merges = _train_bpe(
-        texts,
-        pre_tokenizer=pre_tokenizers.WhitespaceSplit(),
-        special_tokens=[*LLAMA_SPECIAL_TOKENS, *(f"<0x{b:02X}>" for b in range(256))],  # byte fallback
-        alphabet=[*_ascii_chars(), "▁", "\n"],
-        vocab_size=VOCAB_SIZE - 1,
-    )
-    vocab["\n\n"] = len(vocab)  # one token, as in Llama 3
-    merges.append(("\n", "\n"))
+    # Template words count three times so that they become whole tokens first.
+    spaced = [("▁", *w) for w in [*_TEMPLATE_WORDS, *WORDS, "A", "An", "The"]]
+    words = spaced + [("▁", *w) for w in _TEMPLATE_WORDS] * 2 + [tuple(w) for w in _LLAMA_BARE_WORDS] * 3
+    words += [("\n", "\n")] * 3  # "\n\n" is one token, as in Llama 3
+    byte_tokens = [f"<0x{b:02X}>" for b in range(256)]  # byte fallback
+    base = [*LLAMA_SPECIAL_TOKENS, *byte_tokens, "▁", "\n", *_ascii_chars()]
+    vocab, merges = _bpe(words, base)
     _check_size("Llama", vocab)
     tok = tf.LlamaTokenizer(
         vocab=vocab,
@@ -268,5 +287,5 @@ def bert_tokenizer() -> BertTokenizer:
 
 def _check_size(name: str, vocab: dict[str, int]) -> None:
     top = max(vocab.values()) + 1
-    if top > VOCAB_SIZE or not math.isfinite(top):
+    if top > VOCAB_SIZE:
         raise ValueError(f"{name} vocab reaches id {top - 1}, beyond VOCAB_SIZE={VOCAB_SIZE}")

@@ -1,0 +1,194 @@
+"""`i2v`: what Dagster does not do. `validate`, `doctor`, `adapters`, `home`, `run`.
+
+    i2v validate jobs/example_mock.yaml --set seed=7 --set fps=12
+    i2v doctor
+    i2v run jobs/example_mock.yaml          # render_video in this process, project-local DAGSTER_HOME
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import sys
+import tempfile
+from pathlib import Path
+
+from i2v_dagster.errors import I2VError
+
+PROJECT_ROOT = Path(__file__).resolve().parents[1]
+
+
+def ensure_dagster_home() -> Path:
+    """Use DAGSTER_HOME if set, else ``./.dagster_home`` with the project's dagster.yaml."""
+    home = Path(os.environ.get("DAGSTER_HOME") or Path.cwd() / ".dagster_home").resolve()
+    home.mkdir(parents=True, exist_ok=True)
+    config = home / "dagster.yaml"
+    source = PROJECT_ROOT / "dagster.yaml"
+    if not config.exists() and source.is_file():
+        shutil.copyfile(source, config)
+    os.environ["DAGSTER_HOME"] = str(home)
+    return home
+
+
+def cmd_validate(args: argparse.Namespace) -> int:
+    from i2v_dagster.spec import load_spec
+
+    spec = load_spec(args.spec, args.set)
+    from i2v_dagster.models.registry import get_adapter_info
+
+    video = get_adapter_info(spec.models.video.adapter)
+    per_clip = spec.max_clip_frames or video.constraints.usable_frames
+    print(f"ok: {args.spec} is a valid spec for video {spec.name!r}")
+    print(f"  scenes: {len(spec.scenes)}  fps: {spec.fps}  size: {spec.width}x{spec.height}  seed: {spec.seed}")
+    print(f"  models: " + ", ".join(f"{r}={c['adapter']}" for r, c in spec.models.model_dump().items()))
+    print(f"  at most {per_clip} frames per clip; chain mode {spec.chain_mode}; "
+          f"clip limit {spec.clip_time_limit_s:g} s")
+    if args.json:
+        print(json.dumps(spec.model_dump(), indent=2))
+    return 0
+
+
+def _doctor_lines() -> list[tuple[str, bool | None, str]]:
+    lines: list[tuple[str, bool | None, str]] = []
+    from i2v_dagster.media.ffmpeg import find_ffmpeg, find_ffprobe, ffmpeg_version
+
+    try:
+        tool = find_ffmpeg()
+        import numpy as np
+
+        from i2v_dagster.media.video import encode_frames, probe
+
+        with tempfile.TemporaryDirectory() as tmp:
+            out = encode_frames(np.zeros((2, 16, 16, 3), dtype=np.uint8), Path(tmp) / "t.mp4", fps=2)
+            frames = probe(out).video.frames
+        lines.append(("ffmpeg", True, f"{tool.path} ({tool.source}); {ffmpeg_version(tool.path)}; "
+                                      f"H.264 encode ok ({frames} frames)"))
+    except I2VError as exc:
+        lines.append(("ffmpeg", False, str(exc).splitlines()[0]))
+    probe_tool = find_ffprobe()
+    lines.append(("ffprobe", None, probe_tool.path if probe_tool else "not found: probing in-process (PyAV)"))
+    try:
+        import torch
+
+        cuda = torch.cuda.is_available()
+        detail = f"torch {torch.__version__}; CUDA " + (
+            f"available: {torch.cuda.get_device_name(0)}" if cuda else "not available (CPU only)")
+        lines.append(("torch", True, detail))
+    except ImportError:
+        lines.append(("torch", None, "not installed (mock models only; pip install -e '.[models]')"))
+    from i2v_dagster.manifest import hf_cache_locations
+
+    cache = Path(hf_cache_locations()["HF_HUB_CACHE"])
+    probe_dir = cache if cache.exists() else next((p for p in cache.parents if p.exists()), Path("/"))
+    free = shutil.disk_usage(probe_dir).free / 1e9
+    token = "set" if os.environ.get("HF_TOKEN") else "not set"
+    lines.append(("hf cache", True, f"{cache} ({'exists' if cache.exists() else 'not created yet'}); "
+                                    f"{free:.1f} GB free; HF_TOKEN {token}"))
+    try:
+        from i2v_dagster.models.ollama_writer import ollama_status
+
+        ok, detail = ollama_status()
+        lines.append(("ollama", ok, detail))
+    except ImportError as exc:
+        lines.append(("ollama", None, f"client not installed ({exc.name})"))
+    home = os.environ.get("DAGSTER_HOME")
+    lines.append(("dagster", True if home else None, f"DAGSTER_HOME={home}" if home else
+                  "DAGSTER_HOME not set: the CLI would use a temporary instance (run `i2v home`)"))
+    return lines
+
+
+def cmd_doctor(args: argparse.Namespace) -> int:
+    failed = False
+    for name, ok, detail in _doctor_lines():
+        mark = {True: "ok  ", False: "FAIL", None: "--  "}[ok]
+        failed |= ok is False and name == "ffmpeg"
+        print(f"[{mark}] {name:9s} {detail}")
+    return 1 if failed else 0
+
+
+def cmd_adapters(args: argparse.Namespace) -> int:
+    from i2v_dagster.models.registry import ROLES, adapter_names, get_adapter_info
+
+    for role in ROLES:
+        print(f"{role}:")
+        for name in adapter_names(role):
+            try:
+                info = get_adapter_info(name)
+            except ImportError as exc:
+                print(f"  {name:20s} (unavailable: {exc})")
+                continue
+            rule = info.constraints.rule_text() if hasattr(info.constraints, "rule_text") else ""
+            print(f"  {name:20s} {info.repo_id or '-':45s} {rule}")
+    return 0
+
+
+def cmd_home(args: argparse.Namespace) -> int:
+    print(ensure_dagster_home())
+    return 0
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    from i2v_dagster.spec import load_spec
+
+    spec = load_spec(args.spec, args.set)
+    home = ensure_dagster_home()
+    import dagster as dg
+
+    from i2v_dagster.jobs import render_video_job
+
+    print(f"rendering {spec.name!r} (DAGSTER_HOME={home})", flush=True)
+    instance = dg.DagsterInstance.get()
+    result = dg.execute_job(
+        dg.reconstructable(render_video_job),
+        instance=instance,
+        run_config={"ops": {"script": {"config": spec.model_dump()}}},
+        tags={"dagster/partition": spec.name},
+    )
+    from i2v_dagster.assets.common import video_dir_from_storage
+
+    folder = video_dir_from_storage(instance, spec.name)
+    print(f"run {result.run_id}: {'SUCCESS' if result.success else 'FAILURE'}")
+    if folder is not None:
+        print(f"outputs: {folder}")
+        final = folder / "final" / f"{spec.name}.mp4"
+        if final.is_file():
+            print(f"video:   {final}")
+        for b in sorted((folder / "bundles").glob(f"*-{result.run_id[:8]}.zip")):
+            print(f"bundle:  {b}")
+    return 0 if result.success else 1
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="i2v", description=__doc__.splitlines()[0])
+    sub = parser.add_subparsers(dest="command", required=True)
+    p = sub.add_parser("validate", help="validate a job spec (YAML/JSON, bare or as run config)")
+    p.add_argument("spec")
+    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="override a field")
+    p.add_argument("--json", action="store_true", help="print the validated spec")
+    p.set_defaults(func=cmd_validate)
+    p = sub.add_parser("doctor", help="check FFmpeg, torch/CUDA, the HF cache and Ollama")
+    p.set_defaults(func=cmd_doctor)
+    p = sub.add_parser("adapters", help="list adapters and their rules")
+    p.set_defaults(func=cmd_adapters)
+    p = sub.add_parser("home", help="create the project-local DAGSTER_HOME and print it")
+    p.set_defaults(func=cmd_home)
+    p = sub.add_parser("run", help="render a video with render_video in this process")
+    p.add_argument("spec")
+    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE")
+    p.set_defaults(func=cmd_run)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return args.func(args)
+    except I2VError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,259 @@
+"""Narration with Bark through transformers' ``BarkModel`` and ``BarkProcessor``.
+
+Not the PyPI ``bark`` package: it pulls a CUDA torchaudio that breaks transformers/diffusers imports next
+to CPU torch, and its checkpoint loading fails under torch >= 2.6.
+
+One Bark call makes at most ~13-15 s of audio (768 semantic tokens at 49.9 Hz), so ``synthesize`` splits
+the text into sentences (a sentence longer than ``max_chars`` at clause, then word boundaries), makes each
+piece with its own seed (``seed + index``: a piece's audio does not depend on the pieces before it) and
+joins them with ``pause_s`` of silence. Any length of narration works; time grows with it.
+
+Options (``AdapterSettings.options``):
+
+- ``voice_preset`` (``"v2/en_speaker_6"``): a preset listed in the model's ``speaker_embeddings_path.json``,
+  a path to a ``.npz`` preset, or None for Bark's unconditioned (random) voice.
+- ``max_semantic_tokens`` (None: the model's generation config, 768 for Bark): cap on semantic tokens per
+  piece. Coarse and fine tokens follow from the semantic ones (about 3 coarse tokens each), so this one
+  number bounds both the audio per piece (tokens / 49.9 s) and the time. Tests use it to stay fast.
+- ``semantic_temperature`` (0.7), ``coarse_temperature`` (0.7), ``fine_temperature`` (0.5): Bark's own
+  sampling temperatures.
+- ``min_eos_p`` (0.2): end a piece once the end token is this likely (Bark's default; stops trailing noise).
+- ``pause_s`` (0.25): silence between pieces. ``max_chars`` (200): longest piece of text per call.
+
+Settings: ``dtype`` ``auto`` is fp16 on CUDA and fp32 on CPU; ``cpu_offload`` (CUDA only) moves one
+sub-model at a time to the GPU; ``quantization`` must be ``none`` (or ``auto``).
+"""
+
+from __future__ import annotations
+
+import gc
+import re
+from pathlib import Path
+from typing import Any, ClassVar
+
+import numpy as np
+
+from i2v_dagster.errors import AdapterError, ModelLoadError
+from i2v_dagster.models.base import Audio, SpeechModel
+
+DEFAULT_VOICE_PRESET = "v2/en_speaker_6"
+DEFAULT_SAMPLE_RATE = 24_000
+_OPTION_DEFAULTS: dict[str, Any] = {
+    "max_semantic_tokens": None,
+    "semantic_temperature": 0.7,
+    "coarse_temperature": 0.7,
+    "fine_temperature": 0.5,
+    "min_eos_p": 0.2,
+    "pause_s": 0.25,
+    "max_chars": 200,
+}
+
+_SENTENCE_END = re.compile(r"(?<=[.!?…])\s+|\n\s*\n?")
+_CLAUSE_END = re.compile(r"(?<=[,;:—–])\s+")
+
+
+class BarkSpeech(SpeechModel):
+    """Text to speech with Bark; the model lives in ``self.model``, its processor in ``self.processor``."""
+
+    name = "bark"
+    large = True
+    weights_gb = 0.81
+    """suno/bark-small in fp16 (404 M parameters: three 12-layer GPTs + EnCodec; 1.6 GB in fp32). suno/bark
+    (``settings.model``) is 1.10 B parameters: 2.2 GB fp16, 4.4 GB fp32."""
+    default_repo = "suno/bark-small"
+    allow_patterns = (
+        "config.json",
+        "generation_config.json",
+        "model.safetensors",
+        "pytorch_model.bin",
+        "tokenizer.json",
+        "tokenizer_config.json",
+        "special_tokens_map.json",
+        "vocab.txt",
+        "speaker_embeddings_path.json",
+        "speaker_embeddings/v2/*",
+    )
+    """Model, tokenizer and the v2 voice presets. The suno repos ship ``pytorch_model.bin``; a
+    ``model.safetensors`` is taken when present (transformers prefers it)."""
+    options_defaults: ClassVar[dict[str, Any]] = {"voice_preset": DEFAULT_VOICE_PRESET, **_OPTION_DEFAULTS}
+
+    def __init__(self, settings=None, *, logger=None):
+        super().__init__(settings, logger=logger)
+        self.model: Any = None
+        self.processor: Any = None
+        self.device: str = "cpu"
+        self.voice: dict[str, np.ndarray] | None = None
+        """The voice preset's prompts (semantic, coarse, fine), loaded once."""
+
+    # -- options -------------------------------------------------------------------------------------
+
+    def option(self, key: str) -> Any:
+        return self.settings.options.get(key, self.options_defaults[key])
+
+    @property
+    def sample_rate(self) -> int:
+        config = getattr(self.model, "generation_config", None)
+        return int(getattr(config, "sample_rate", None) or DEFAULT_SAMPLE_RATE)
+
+    # -- loading -------------------------------------------------------------------------------------
+
+    def _load(self) -> None:
+        from i2v_dagster.models._compat import ensure_torch_stack
+
+        ensure_torch_stack()
+        import torch
+        from transformers import BarkModel, BarkProcessor
+
+        s = self.settings
+        if s.quantization not in ("none", "auto"):
+            raise AdapterError(f"quantization: {self.name} supports none, not {s.quantization!r}")
+        self.device = _resolve_device(s.device, torch, self.name)
+        dtype = _resolve_dtype(s.dtype, self.device, torch, self.name)
+        self.log.info(
+            "loading %s from %s (revision %s, %s, %s)", self.name, self.model_id, s.revision, dtype, self.device
+        )
+        hub = {"revision": s.revision, "cache_dir": s.cache_dir}
+        try:
+            processor = BarkProcessor.from_pretrained(self.model_id, **hub)
+            model = BarkModel.from_pretrained(self.model_id, dtype=dtype, **hub)
+        except (OSError, ValueError) as exc:
+            raise ModelLoadError(f"{self.name}: cannot load BarkModel from {self.model_id!r}: {exc}") from exc
+        model.eval()
+        if self.device == "cuda" and s.cpu_offload:
+            model.enable_cpu_offload()
+        else:
+            if s.cpu_offload:
+                self.log.info("%s: cpu_offload needs an accelerator; ignored on %s", self.name, self.device)
+            model.to(self.device)
+        self.voice = self._load_voice(processor)
+        self.processor = processor
+        self.model = model
+
+    def _load_voice(self, processor) -> dict[str, np.ndarray] | None:
+        preset = self.option("voice_preset")
+        if preset is None or preset == "":
+            return None
+        preset = str(preset)
+        known = processor.available_voice_presets
+        is_file = preset.endswith(".npz") and Path(preset).is_file()
+        if preset not in known and not is_file:
+            listed = ", ".join(sorted(known)[:12]) + (", ..." if len(known) > 12 else "") if known else "none"
+            raise AdapterError(
+                f"options.voice_preset: {self.model_id!r} has no voice preset {preset!r} "
+                f"(presets there: {listed}); give one of them, a .npz file, or null for no preset"
+            )
+        try:
+            encoded = processor("", voice_preset=preset)
+        except (OSError, ValueError) as exc:
+            raise ModelLoadError(
+                f"{self.name}: voice preset {preset!r} of {self.model_id!r} could not be read: {exc}"
+            ) from exc
+        return {key: value.numpy() for key, value in encoded["history_prompt"].items()}
+
+    def _unload(self) -> None:
+        self.model = None
+        self.processor = None
+        self.voice = None
+        gc.collect()
+        _empty_cuda_cache()
+
+    # -- speaking ------------------------------------------------------------------------------------
+
+    def synthesize(self, text: str, *, seed: int) -> Audio:
+        """Speech for ``text`` (any length), deterministic for (``text``, ``seed``)."""
+        pieces = split_text(text, max_chars=int(self.option("max_chars")))
+        if not pieces:
+            raise AdapterError(f"text: {self.name} needs words to speak, got {text!r}")
+        self.load()
+        sr = self.sample_rate
+        pause = np.zeros(int(round(float(self.option("pause_s")) * sr)), dtype=np.float32)
+        parts: list[np.ndarray] = []
+        for index, piece in enumerate(pieces):
+            if parts:
+                parts.append(pause)
+            parts.append(self._speak(piece, seed=int(seed) + index))
+            self.log.debug("%s: piece %d/%d, %d samples", self.name, index + 1, len(pieces), len(parts[-1]))
+        samples = np.clip(np.concatenate(parts), -1.0, 1.0).astype(np.float32)
+        return Audio(samples=samples, sample_rate=sr, model_id=self.model_id)
+
+    def _speak(self, text: str, *, seed: int) -> np.ndarray:
+        """One Bark call: mono float32 samples for one piece of text."""
+        import torch
+
+        inputs = self.processor(text, voice_preset=self.voice)
+        history = inputs.pop("history_prompt", None)
+        kwargs: dict[str, Any] = {key: value.to(self.device) for key, value in inputs.items()}
+        if history is not None:
+            kwargs["history_prompt"] = {key: value.to(self.device) for key, value in history.items()}
+        cap = self.option("max_semantic_tokens")
+        if cap is not None:
+            kwargs["semantic_max_new_tokens"] = int(cap)
+        devices = [torch.cuda.current_device()] if self.device == "cuda" else []
+        with torch.random.fork_rng(devices=devices), torch.inference_mode():
+            torch.manual_seed(seed)
+            audio = self.model.generate(
+                **kwargs,
+                do_sample=True,
+                semantic_temperature=float(self.option("semantic_temperature")),
+                coarse_temperature=float(self.option("coarse_temperature")),
+                fine_temperature=float(self.option("fine_temperature")),
+                min_eos_p=self.option("min_eos_p"),
+            )
+        return audio.reshape(-1).float().cpu().numpy()
+
+
+def split_text(text: str, *, max_chars: int = 200) -> list[str]:
+    """Sentences of ``text``; a sentence longer than ``max_chars`` is cut at clauses, then between words."""
+    pieces: list[str] = []
+    for sentence in _SENTENCE_END.split(text.strip()):
+        sentence = " ".join(sentence.split())
+        if len(sentence) <= max_chars:
+            pieces.extend([sentence] if sentence else [])
+            continue
+        clauses: list[str] = []
+        for clause in _CLAUSE_END.split(sentence):
+            clauses.extend([clause] if len(clause) <= max_chars else _pack(clause.split(), max_chars))
+        pieces.extend(_pack(clauses, max_chars))
+    return pieces
+
+
+def _pack(units: list[str], max_chars: int) -> list[str]:
+    """``units`` joined by spaces, greedily, into pieces of at most ``max_chars`` (a longer unit stays whole)."""
+    pieces: list[str] = []
+    current = ""
+    for unit in units:
+        candidate = f"{current} {unit}" if current else unit
+        if len(candidate) <= max_chars or not current:
+            current = candidate
+        else:
+            pieces.append(current)
+            current = unit
+    if current:
+        pieces.append(current)
+    return pieces
+
+
+def _resolve_device(device: str, torch, adapter: str) -> str:
+    if device == "auto":
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    if device == "cuda" and not torch.cuda.is_available():
+        raise ModelLoadError(f"device: {adapter} was asked for cuda, but torch sees no CUDA device")
+    if device not in ("cpu", "cuda"):
+        raise AdapterError(f"device: {adapter} runs on auto, cpu or cuda, not {device!r}")
+    return device
+
+
+def _resolve_dtype(dtype: str, device: str, torch, adapter: str):
+    table = {"bf16": torch.bfloat16, "fp16": torch.float16, "fp32": torch.float32}
+    if dtype == "auto":
+        return torch.float16 if device == "cuda" else torch.float32
+    if dtype not in table:
+        raise AdapterError(f"dtype: {adapter} takes auto, bf16, fp16 or fp32, not {dtype!r}")
+    return table[dtype]
+
+
+def _empty_cuda_cache() -> None:
+    import torch
+
+    if torch.cuda.is_available():
+        torch.cuda.empty_cache()

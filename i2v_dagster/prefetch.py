@@ -295,7 +295,8 @@ def _hub_errors(repo_id: str, revision: str, endpoint: str) -> Iterator[None]:
     try:
         yield
     except GatedRepoError as exc:
-        raise PrefetchError(_gated_message(repo_id, endpoint, exc.response.status_code)) from exc
+        status = exc.response.status_code if exc.response is not None else None
+        raise PrefetchError(_gated_message(repo_id, endpoint, status, token_sent=_sent_token(exc))) from exc
     except RevisionNotFoundError as exc:
         raise PrefetchError(f"revision {revision!r} of {repo_id} does not exist on {endpoint}") from exc
     except RepositoryNotFoundError as exc:
@@ -317,17 +318,25 @@ def _hub_errors(repo_id: str, revision: str, endpoint: str) -> Iterator[None]:
         ) from exc
 
 
-def _gated_message(repo_id: str, endpoint: str, status: int | None) -> str:
+def _gated_message(
+    repo_id: str, endpoint: str, status: int | None = None, *, token_sent: bool = False
+) -> str:
     page = f"{endpoint}/{repo_id}"
-    if status == 403:
+    if not token_sent:
         return (
-            f"{repo_id} is a gated repo and the hub refused the token that was sent (HTTP 403): accept the "
-            f"model's terms on {page} with the account HF_TOKEN belongs to, or use a token with read access"
+            f"{repo_id} is a gated repo and no Hugging Face token was sent: set HF_TOKEN to a read token of "
+            f"an account that has accepted the model's terms on {page}"
         )
     return (
-        f"{repo_id} is a gated repo and no Hugging Face token was sent: set HF_TOKEN to a read token of an "
-        f"account that has accepted the model's terms on {page}"
+        f"{repo_id} is a gated repo and the hub refused the token that was sent (HTTP {status}): check that "
+        f"HF_TOKEN is a valid read token and that its account has accepted the model's terms on {page}"
     )
+
+
+def _sent_token(exc: Exception) -> bool:
+    """Whether the refused request carried an Authorization header (its value is never read)."""
+    request = getattr(getattr(exc, "response", None), "request", None)
+    return request is not None and "authorization" in request.headers
 
 
 def _clean_token(token: str | None) -> str | None:
@@ -395,7 +404,7 @@ def plan_repo(
 def _check_gated(plans: Sequence[RepoPlan], token: str | None, endpoint: str) -> None:
     gated = [p.target.repo_id or "" for p in plans if p.gated]
     if gated and not _token_available(token):
-        raise PrefetchError("; ".join(_gated_message(repo, endpoint, 401) for repo in gated))
+        raise PrefetchError("; ".join(_gated_message(repo, endpoint) for repo in gated))
 
 
 def plan_prefetch(
@@ -568,6 +577,11 @@ def _fetch_full(
 
 
 # --------------------------------------------------------------------------------------------------- smoke
+_SMOKE_SLACK_S = 1.0
+"""The worker's request timeouts run this long past the bound, so that the bound (kept by the caller's
+thread) ends a slow run, not a request timeout racing it."""
+
+
 @dataclass
 class _SmokeState:
     """Shared between the smoke worker thread and the caller; guarded by ``lock``."""
@@ -661,7 +675,7 @@ def _smoke_worker(
         for target in targets:
             if state.stop.is_set():
                 return
-            timeout = max(0.1, deadline - time.monotonic())
+            timeout = _SMOKE_SLACK_S + max(0.0, deadline - time.monotonic())
             plan = plan_repo(target, cache_dir=cache_dir, token=token, endpoint=endpoint, timeout=timeout)
             with state.lock:
                 state.plans.append(plan)
@@ -685,7 +699,7 @@ def _smoke_worker(
                         cache_dir=cache_dir,
                         token=token,
                         endpoint=endpoint,
-                        etag_timeout=max(0.1, deadline - time.monotonic()),
+                        etag_timeout=_SMOKE_SLACK_S + max(0.0, deadline - time.monotonic()),
                     )
                 with state.lock:
                     state.done.setdefault(key, []).append(planned.name)

@@ -145,7 +145,7 @@ def prefetch_weights(context: dg.OpExecutionContext, config: PrefetchConfig, hf:
             logger=context.log,
             on_result=record,
         )
-    except PrefetchError as exc:
+    except (PrefetchError, ValueError) as exc:  # ValueError: an unknown model name, a bad smoke_seconds
         raise dg.Failure(
             description=str(exc),
             metadata={"repos_done": dg.MetadataValue.json([r.as_dict() for r in done])},

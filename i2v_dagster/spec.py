@@ -320,7 +320,13 @@ def _list_index(key: str, part: str, seq: list) -> int:
 
 
 def parse_spec(data: dict[str, Any], overrides: list[str] | None = None) -> JobSpec:
-    merged = apply_overrides(data, overrides)
+    base = data
+    if overrides:
+        try:  # overrides of nested fields land on the full spec, defaults filled in
+            base = JobSpec(**data).model_dump()
+        except (ValidationError, TypeError):
+            base = data
+    merged = apply_overrides(base, overrides)
     try:
         return JobSpec(**merged)
     except ValidationError as exc:

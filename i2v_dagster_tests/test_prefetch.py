@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 import time
 import traceback
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 import dagster as dg
@@ -227,10 +227,14 @@ def test_full_fetch_honours_allow_patterns(hub, cache):
     (result,) = report.results
     assert result.mode == "full" and result.commit == repo.head
     assert set(result.files) == PIPE_ALLOWED
-    assert snapshot_files(cache, repo.repo_id, repo.head) == {n: repo.commits[repo.head][n] for n in PIPE_ALLOWED}
+    assert snapshot_files(cache, repo.repo_id, repo.head) == {
+        n: repo.commits[repo.head][n] for n in PIPE_ALLOWED
+    }
     assert result.bytes == sum(len(repo.commits[repo.head][n]) for n in PIPE_ALLOWED)
     assert not [f for f in cached_files(cache) if f.endswith(("README.md", "full_checkpoint.safetensors"))]
-    assert not [r for r in hub.resolve_requests() if r.path.endswith(("README.md", "full_checkpoint.safetensors"))]
+    assert not [
+        r for r in hub.resolve_requests() if r.path.endswith(("README.md", "full_checkpoint.safetensors"))
+    ]
     ref = cache / "models--test-org--tiny-pipe" / "refs" / "main"
     assert ref.read_text() == repo.head  # what a loader reading revision "main" offline needs
 
@@ -243,7 +247,9 @@ def test_full_fetch_pins_the_adapters_revision(hub, cache):
     assert snapshot_files(cache, repo.repo_id, PINNED_V1) == repo.commits[PINNED_V1]
     assert not (cache / "models--test-org--tiny-pinned" / "snapshots" / repo.head).exists()
 
-    override = pf.prefetch(["tinypinned"], cache_dir=cache, endpoint=hub.url, revisions={"tiny_pinned": "main"})
+    override = pf.prefetch(
+        ["tinypinned"], cache_dir=cache, endpoint=hub.url, revisions={"tiny_pinned": "main"}
+    )
     assert override.results[0].commit == repo.head
     assert snapshot_files(cache, repo.repo_id, repo.head)["config.json"] == b'{"version": 2}'
 
@@ -262,7 +268,8 @@ def test_gated_repo_with_refused_token_names_the_fix_and_hides_the_token(hub, ca
     wrong = "hf_test_WRONG_0000"
     with pytest.raises(PrefetchError) as info:
         pf.prefetch(["tinygated"], cache_dir=cache, endpoint=hub.url, token=wrong)
-    assert "HTTP 403" in str(info.value) and "accept the model's terms" in str(info.value)
+    assert "refused the token that was sent (HTTP 403)" in str(info.value)
+    assert "accepted the model's terms on http://127.0.0.1" in str(info.value)
     assert [r.authorization for r in hub.resolve_requests()][:1] == [f"Bearer {wrong}"]
     chain = "".join(traceback.format_exception(info.value))
     assert wrong not in chain
@@ -286,16 +293,24 @@ def test_job_config_defaults_and_daily_smoke_schedule():
     from i2v_dagster.prefetch_defs import hf_resource, prefetch_job, smoke_prefetch_schedule
 
     defaults = dg.validate_run_config(prefetch_job, {})["ops"]["prefetch_weights"]["config"]
-    assert defaults == {"models": ["all"], "smoke": False, "smoke_seconds": 20.0, "dry_run": False, "cache_dir": None}
+    assert defaults == {
+        "models": ["all"],
+        "smoke": False,
+        "smoke_seconds": 20.0,
+        "dry_run": False,
+        "cache_dir": None,
+    }
 
-    context = dg.build_schedule_context(scheduled_execution_time=datetime(2026, 11, 23, 5, 30, tzinfo=timezone.utc))
+    context = dg.build_schedule_context(scheduled_execution_time=datetime(2026, 11, 23, 5, 30, tzinfo=UTC))
     (request,) = smoke_prefetch_schedule.evaluate_tick(context).run_requests
     config = dg.validate_run_config(prefetch_job, request.run_config)["ops"]["prefetch_weights"]["config"]
     assert config["smoke"] is True and config["models"] == ["all"] and config["smoke_seconds"] == 20.0
     assert smoke_prefetch_schedule.cron_schedule == "30 5 * * *"
     assert smoke_prefetch_schedule.job_name == "prefetch_models" == prefetch_job.name
 
-    defs = dg.Definitions(jobs=[prefetch_job], schedules=[smoke_prefetch_schedule], resources={"hf": hf_resource()})
+    defs = dg.Definitions(
+        jobs=[prefetch_job], schedules=[smoke_prefetch_schedule], resources={"hf": hf_resource()}
+    )
     assert defs.resolve_job_def("prefetch_models").name == "prefetch_models"
 
 
@@ -340,7 +355,8 @@ def test_job_fetches_gated_repo_with_env_token_and_never_records_it(
     }
     assert {r.authorization for r in hub.resolve_requests(gated.repo_id)} == {f"Bearer {SECRET}"}
     materialized = {
-        m.asset_key.to_user_string(): m.metadata for m in result.asset_materializations_for_node("prefetch_weights")
+        m.asset_key.to_user_string(): m.metadata
+        for m in result.asset_materializations_for_node("prefetch_weights")
     }
     assert set(materialized) == {"model_weights/tiny_gated", "model_weights/tiny_pipe"}
     assert materialized["model_weights/tiny_gated"]["commit"].value == gated.head

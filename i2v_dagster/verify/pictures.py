@@ -40,7 +40,7 @@ def _to_pil(image: ImageLike, *, where: str) -> Image.Image:
 def save_png(image: Image.Image, path: str | os.PathLike[str]) -> Path:
     """Encode ``image`` as PNG and write it atomically to ``path``."""
     buffer = io.BytesIO()
-    image.save(buffer, format="PNG", optimize=True)
+    image.save(buffer, format="PNG", compress_level=6)
     return atomic_write_bytes(path, buffer.getvalue())
 
 
@@ -173,6 +173,6 @@ def png_markdown(
 
 def _encode(image: Image.Image, *, quantize: bool = False) -> bytes:
     buffer = io.BytesIO()
-    out = image.quantize(colors=256, method=Image.Quantize.MEDIANCUT) if quantize else image
-    out.save(buffer, format="PNG", optimize=True)
+    out = image.quantize(colors=256, method=Image.Quantize.FASTOCTREE) if quantize else image
+    out.save(buffer, format="PNG", compress_level=6)
     return buffer.getvalue()

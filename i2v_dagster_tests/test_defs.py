@@ -1,0 +1,29 @@
+from __future__ import annotations
+
+import dagster as dg
+
+from i2v_dagster import defs
+
+
+def test_definitions_load_and_jobs_resolve():
+    dg.Definitions.validate_loadable(defs)
+    job = defs.resolve_job_def("render_video")
+    keys = {k.to_user_string() for k in job.asset_layer.selected_asset_keys}
+    assert keys == {"script", "narration", "keyframes", "clips", "stitched_video", "bundle"}
+    assert job.executor_def.name == "in_process"
+    assert job.partitions_def.name == "videos"
+
+
+def test_gpu_steps_declare_the_gpu_pool():
+    ops = {a.key.to_user_string(): a.op for a in defs.assets}
+    for name in ("narration", "keyframes", "clips", "clip"):
+        assert ops[name].pool == "gpu", name
+    assert ops["bundle"].pool is None
+
+
+def test_launchpad_config_prefills_from_jobs_folder():
+    from i2v_dagster.jobs import launchpad_config
+
+    assert launchpad_config("demo")["ops"]["script"]["config"]["name"] == "demo"
+    stub = launchpad_config("brand-new")["ops"]["script"]["config"]
+    assert stub["name"] == "brand-new" and stub["scenes"]

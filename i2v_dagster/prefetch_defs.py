@@ -6,7 +6,8 @@ Put them in the code location's Definitions::
 
 An op job, not an asset: the Hugging Face cache belongs to one machine (the next run may land on another),
 a dry run or smoke run makes no weights at all, and one run covers several families at once. Each repo's
-outcome is still recorded against the asset key ``model_weights/<adapter>``: an ``AssetMaterialization``
+outcome is still recorded against the asset key ``model_weights/<adapter>/<repo name>`` (one adapter may
+load from several repos; characters outside ``[A-Za-z0-9_]`` become ``_``): an ``AssetMaterialization``
 when the weights were fetched, an ``AssetObservation`` (commit sha, sizes) for a dry run or smoke run. The
 op's output metadata holds the totals. No event, log line or metadata holds the token.
 
@@ -15,6 +16,7 @@ annotations.)
 """
 
 import os
+import re
 
 import dagster as dg
 from pydantic import Field
@@ -30,7 +32,6 @@ from i2v_dagster.prefetch import (
     resolve_cache_dir,
 )
 
-RESOURCE_KEY = "hf"
 SMOKE_MAX_RUNTIME_S = 600
 
 
@@ -97,6 +98,11 @@ class PrefetchConfig(dg.Config):
     )
 
 
+def weights_asset_key(result: RepoResult) -> dg.AssetKey:
+    name = re.sub(r"[^A-Za-z0-9_]", "_", (result.repo_id or "").rsplit("/", 1)[-1])
+    return dg.AssetKey(["model_weights", result.adapter, name])
+
+
 def _repo_metadata(result: RepoResult, cache_dir: str) -> dict[str, dg.MetadataValue]:
     meta = {
         "mode": dg.MetadataValue.text(result.mode),
@@ -128,7 +134,7 @@ def prefetch_weights(context: dg.OpExecutionContext, config: PrefetchConfig, hf:
         done.append(result)
         if result.skipped:
             return
-        key = dg.AssetKey(["model_weights", result.adapter])
+        key = weights_asset_key(result)
         meta = _repo_metadata(result, cache_dir)
         if result.mode == "full":
             context.log_event(dg.AssetMaterialization(asset_key=key, metadata=meta))

@@ -155,6 +155,14 @@ def test_real_families_name_registered_adapters():
         pf.families_for(["fluxx"])
 
 
+def test_every_real_adapter_names_its_repos_and_patterns():
+    targets = pf.targets_for(["all"])
+    assert {t.adapter for t in targets} == {a for adapters in pf.FAMILIES.values() for a in adapters}
+    for target in targets:
+        assert target.repo_id and "/" in target.repo_id, target
+        assert target.allow_patterns, f"{target.adapter} would fetch every file of {target.repo_id}"
+
+
 def test_metadata_files_never_include_weights():
     assert pf.is_metadata_file("tokenizer/tokenizer_config.json")
     assert pf.is_metadata_file("text_encoder_2/spiece.model")
@@ -358,9 +366,10 @@ def test_job_fetches_gated_repo_with_env_token_and_never_records_it(
         m.asset_key.to_user_string(): m.metadata
         for m in result.asset_materializations_for_node("prefetch_weights")
     }
-    assert set(materialized) == {"model_weights/tiny_gated", "model_weights/tiny_pipe"}
-    assert materialized["model_weights/tiny_gated"]["commit"].value == gated.head
-    assert materialized["model_weights/tiny_gated"]["bytes"].value == 1000 + len(b'{"gated": true}')
+    assert set(materialized) == {"model_weights/tiny_gated/tiny_gated", "model_weights/tiny_pipe/tiny_pipe"}
+    gated_meta = materialized["model_weights/tiny_gated/tiny_gated"]
+    assert gated_meta["commit"].value == gated.head and gated_meta["repo"].value == gated.repo_id
+    assert gated_meta["bytes"].value == 1000 + len(b'{"gated": true}')
     output_meta = next(
         e.event_specific_data.metadata for e in result.all_events if e.event_type_value == "STEP_OUTPUT"
     )
@@ -384,16 +393,21 @@ def test_job_fetches_gated_repo_with_env_token_and_never_records_it(
 
 
 def test_job_runs_public_repos_without_hf_token(hub, cache, instance):
-    from i2v_dagster.prefetch_defs import hf_resource
+    from i2v_dagster.prefetch_defs import HuggingFaceResource, hf_resource
 
+    # Dagster refuses to launch a run whose EnvVar is unset, even for an optional field ...
+    bare = HuggingFaceResource(token=dg.EnvVar("HF_TOKEN"), cache_dir=str(cache), endpoint=hub.url)
+    with pytest.raises(dg.DagsterInvalidConfigError, match="HF_TOKEN"):
+        _run_job({"models": ["tinypipe"], "dry_run": True}, bare, instance)
+    # ... so hf_resource() wires the EnvVar in only when HF_TOKEN is set
     resource = hf_resource(cache_dir=str(cache), endpoint=hub.url)
-    assert resource.token is None  # no EnvVar wired in: Dagster would refuse to launch with HF_TOKEN unset
+    assert resource.token is None
     result = _run_job({"models": ["tinypipe"], "smoke": True}, resource, instance)
     assert result.success
     assert result.asset_materializations_for_node("prefetch_weights") == []  # smoke fetches no weights
     observations = [e for e in result.all_events if e.event_type_value == "ASSET_OBSERVATION"]
     assert [o.event_specific_data.asset_observation.asset_key.to_user_string() for o in observations] == [
-        "model_weights/tiny_pipe"
+        "model_weights/tiny_pipe/tiny_pipe"
     ]
     assert {r.authorization for r in hub.resolve_requests()} == {None}
     assert not [f for f in cached_files(cache) if f.endswith(".safetensors")]

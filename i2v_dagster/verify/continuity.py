@@ -67,6 +67,20 @@ def seam_ratio(
     return {"seam_diff": seam, "typical_diff": typical, "ratio": ratio}
 
 
+def check_seam(
+    previous_clip: np.ndarray,
+    next_clip: np.ndarray,
+    *,
+    max_seam_ratio: float = 3.0,
+    min_typical: float = MIN_TYPICAL_DIFF,
+    name: str = "seam_continuity",
+) -> CheckOutcome:
+    """One join (for the check of a single clip against the clip before it)."""
+    return check_seams(
+        [previous_clip, next_clip], max_seam_ratio=max_seam_ratio, min_typical=min_typical, name=name
+    )
+
+
 def check_seams(
     clips: Sequence[np.ndarray],
     *,
@@ -80,18 +94,24 @@ def check_seams(
             name, f"{len(clips)} clip(s): no join to measure", threshold=max_seam_ratio
         )
     diffs = [pair_mean_abs_diffs(clip) for clip in clips]
-    joins = []
-    for i in range(len(clips) - 1):
-        measure = seam_ratio(
+    measures = [
+        seam_ratio(
             clips[i], clips[i + 1], min_typical=min_typical, previous_diffs=diffs[i], next_diffs=diffs[i + 1]
         )
-        joins.append({"join": f"{i}->{i + 1}", **{k: round(v, 4) for k, v in measure.items()}})
-    worst = max(range(len(joins)), key=lambda j: joins[j]["ratio"])
-    value = float(joins[worst]["ratio"])
-    failing = [j["join"] for j in joins if j["ratio"] > max_seam_ratio]
+        for i in range(len(clips) - 1)
+    ]
+    labels = [f"{i}->{i + 1}" for i in range(len(measures))]
+    ratios = [m["ratio"] for m in measures]
+    worst = int(np.argmax(ratios))
+    value = ratios[worst]
+    failing = [label for label, ratio in zip(labels, ratios, strict=True) if ratio > max_seam_ratio]
+    joins = [
+        {"join": label, **{k: round(v, 4) for k, v in m.items()}}
+        for label, m in zip(labels, measures, strict=True)
+    ]
     passed = not failing
     explanation = (
-        f"{'Passed' if passed else 'Failed'}: worst seam {joins[worst]['join']} has ratio {value:.2f} "
+        f"{'Passed' if passed else 'Failed'}: worst seam {labels[worst]} has ratio {value:.2f} "
         f"({'<=' if passed else '>'} {max_seam_ratio:g}); ratio = mean |last frame - next first frame| / "
         f"median in-clip frame step of both clips (floor {min_typical:g} levels)."
         + (f" Failing joins: {', '.join(failing)}." if failing else "")

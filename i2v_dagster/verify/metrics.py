@@ -1,7 +1,7 @@
 """Every check function in one place (each lives in a small module of its own).
 
 Per clip: ``check_broken_frames``, ``check_motion``, ``check_color_drift``, ``check_shape``.
-Per video: ``check_seams``, ``check_color_drift_video``, ``check_sync``.
+Per join: ``check_seam``. Per video: ``check_seams``, ``check_color_drift_video``, ``check_sync``.
 Each returns a ``CheckOutcome``; the module docstrings define what is measured.
 """
 
@@ -13,6 +13,7 @@ from i2v_dagster.verify.continuity import (
     DriftMeasure,
     check_color_drift,
     check_color_drift_video,
+    check_seam,
     check_seams,
     color_drift,
     color_stats,
@@ -31,6 +32,7 @@ __all__ = [
     "check_color_drift",
     "check_color_drift_video",
     "check_motion",
+    "check_seam",
     "check_seams",
     "check_shape",
     "check_sync",

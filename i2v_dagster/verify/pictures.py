@@ -144,8 +144,8 @@ def png_markdown(
 ) -> str:
     """``![alt](data:image/png;base64,...)`` of the PNG at ``path``, scaled to at most ``max_width`` px wide.
 
-    If the PNG is still over ``max_bytes`` it is reduced to 256 colours, then scaled down until it fits,
-    so the Markdown stays small enough for run metadata.
+    If the PNG is still over ``max_bytes`` (PNG bytes; the base64 text is a third longer) it is reduced to
+    256 colours, then scaled down until it fits, so the Markdown stays small enough for run metadata.
     """
     with Image.open(path) as opened:
         image = opened.convert("RGB")

@@ -57,7 +57,7 @@ def _outcome_row(outcome: CheckOutcome) -> str:
     status_cell = f'<span class="{status}">{status}</span>'
     if outcome.skipped_reason:
         status_cell += f"<br>{escape(outcome.skipped_reason)}"
-    details = json.dumps(to_jsonable(outcome.details), indent=1, sort_keys=True)
+    details = json.dumps(to_jsonable(outcome.details), sort_keys=True)
     return (
         "<tr>"
         f"<td>{escape(outcome.name)}</td>"

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import math
 import weakref
 from pathlib import Path
@@ -234,3 +235,23 @@ def test_configuration_errors_name_the_problem(tiny_settings, tmp_path):
         scorer_availability(
             AdapterSettings(options={"models": ["ViT-Nope"], "pretrained": str(Path(__file__))})
         )
+
+
+def test_a_snapshot_folder_loads_the_same_weights(scorer, tiny_settings, tmp_path):
+    """A folder laid out like the hub repo (open_clip_config.json + weights) gives the file's scores."""
+    import shutil
+
+    from i2v_dagster_tests.models.tiny_clip import tiny_clip_config
+
+    folder = tmp_path / "tiny-clip-a-snapshot"
+    folder.mkdir()
+    config = {"model_cfg": tiny_clip_config(), "preprocess_cfg": {}}
+    (folder / "open_clip_config.json").write_text(json.dumps(config), encoding="utf-8")
+    shutil.copy(tiny_settings.options["pretrained"]["tiny-clip-a"], folder / "open_clip_model.safetensors")
+    images, prompts = [_noise_image(), _circle_image()], [CAPTION_A, CAPTION_B]
+    from_folder = ClipScorer(AdapterSettings(model=str(folder), options={"models": ["tiny-clip-a"]}))
+    try:
+        got = from_folder.score(images, prompts).per_model
+    finally:
+        from_folder.unload()
+    assert got == {"tiny-clip-a": scorer.score(images, prompts).per_model["tiny-clip-a"]}

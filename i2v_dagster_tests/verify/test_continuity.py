@@ -8,6 +8,7 @@ import pytest
 from i2v_dagster.verify.continuity import (
     check_color_drift,
     check_color_drift_video,
+    check_seam,
     check_seams,
     color_stats,
     seam_ratio,
@@ -30,6 +31,13 @@ def test_seam_jump_fails_and_names_the_join():
     assert outcome.details["failing_joins"] == ["1->2"]
     assert outcome.value > 3.0
     assert "1->2" in outcome.explanation
+
+
+def test_single_join_check():
+    clips = videos.chain(2)
+    assert check_seam(clips[0], clips[1]).passed
+    outcome = check_seam(clips[0], videos.pan(9, seed=42))
+    assert not outcome.passed and outcome.details["failing_joins"] == ["0->1"]
 
 
 def test_still_clips_do_not_divide_by_zero():

@@ -15,32 +15,46 @@ def test_sync_within_one_frame_passes():
 
 
 def test_audio_longer_than_video_fails():
-    outcome = check_sync(video_duration_s=5.0, narration_duration_s=5.5, fps=24, has_video=True, has_audio=True)
+    outcome = check_sync(
+        video_duration_s=5.0, narration_duration_s=5.5, fps=24, has_video=True, has_audio=True
+    )
     assert not outcome.passed
     assert outcome.value == pytest.approx(0.5)
     assert "narration longer" in outcome.explanation
 
 
 def test_missing_audio_stream_fails():
-    outcome = check_sync(video_duration_s=5.0, narration_duration_s=5.0, fps=24, has_video=True, has_audio=False)
+    outcome = check_sync(
+        video_duration_s=5.0, narration_duration_s=5.0, fps=24, has_video=True, has_audio=False
+    )
     assert not outcome.passed
     assert outcome.details["problems"] == ["narration planned but no audio stream"]
 
 
 def test_silent_video_by_plan_passes_without_audio():
-    outcome = check_sync(video_duration_s=4.0, narration_duration_s=None, fps=8, has_video=True, has_audio=False)
+    outcome = check_sync(
+        video_duration_s=4.0, narration_duration_s=None, fps=8, has_video=True, has_audio=False
+    )
     assert outcome.passed
     assert outcome.value is None
 
 
 def test_missing_video_stream_fails():
-    outcome = check_sync(video_duration_s=0.0, narration_duration_s=None, fps=8, has_video=False, has_audio=False)
+    outcome = check_sync(
+        video_duration_s=0.0, narration_duration_s=None, fps=8, has_video=False, has_audio=False
+    )
     assert not outcome.passed
 
 
 def test_shape_as_planned_passes():
     outcome = check_shape(
-        num_frames=49, fps=8, width=720, height=480, planned_frames=49, planned_fps=8, planned_width=720,
+        num_frames=49,
+        fps=8,
+        width=720,
+        height=480,
+        planned_frames=49,
+        planned_fps=8,
+        planned_width=720,
         planned_height=480,
     )
     assert outcome.passed
@@ -49,7 +63,13 @@ def test_shape_as_planned_passes():
 
 def test_wrong_frame_count_fails():
     outcome = check_shape(
-        num_frames=48, fps=8.0, width=720, height=480, planned_frames=49, planned_fps=8, planned_width=720,
+        num_frames=48,
+        fps=8.0,
+        width=720,
+        height=480,
+        planned_frames=49,
+        planned_fps=8,
+        planned_width=720,
         planned_height=480,
     )
     assert not outcome.passed

@@ -7,7 +7,9 @@ from i2v_dagster.verify.motion import check_motion, motion_fractions, naive_avg_
 from i2v_dagster_tests.verify import videos
 
 
-@pytest.mark.parametrize("clip", [videos.pan(), videos.pan(step=1), videos.zoom()], ids=["pan", "slow_pan", "zoom"])
+@pytest.mark.parametrize(
+    "clip", [videos.pan(), videos.pan(step=1), videos.zoom()], ids=["pan", "slow_pan", "zoom"]
+)
 def test_pan_and_zoom_over_texture_pass(clip):
     outcome = check_motion(clip, min_motion=0.05)
     assert outcome.passed, outcome.explanation

@@ -43,7 +43,13 @@ def test_report_lists_every_check_and_escapes_text(tmp_path):
 def test_report_refuses_pictures_outside_its_folder(tmp_path):
     outside = contact_sheet([("x", [videos.texture()])], tmp_path / "outside.png")
     with pytest.raises(ValueError, match="outside"):
-        write_report(tmp_path / "bundle" / "report.html", title="t", video_info={}, outcomes=[], pictures={"x": outside})
+        write_report(
+            tmp_path / "bundle" / "report.html",
+            title="t",
+            video_info={},
+            outcomes=[],
+            pictures={"x": outside},
+        )
 
 
 def test_report_takes_relative_picture_paths_from_its_folder(tmp_path):
@@ -53,4 +59,6 @@ def test_report_takes_relative_picture_paths_from_its_folder(tmp_path):
     ).read_text()
     assert 'src="figs/sheet.png"' in html
     with pytest.raises(FileNotFoundError, match="missing.png"):
-        write_report(tmp_path / "r2.html", title="t", video_info={}, outcomes=[], pictures={"m": "missing.png"})
+        write_report(
+            tmp_path / "r2.html", title="t", video_info={}, outcomes=[], pictures={"m": "missing.png"}
+        )

@@ -12,7 +12,9 @@ def texture(height: int = H, width: int = W, *, seed: int = 0, cell: int = 8) ->
     """A smooth colourful texture: coarse random noise upscaled bicubically (structure every ``cell`` px)."""
     rng = np.random.default_rng(seed)
     coarse = rng.integers(0, 256, size=(height // cell + 2, width // cell + 2, 3), dtype=np.uint8)
-    big = Image.fromarray(coarse, "RGB").resize((width + 2 * cell, height + 2 * cell), Image.Resampling.BICUBIC)
+    big = Image.fromarray(coarse, "RGB").resize(
+        (width + 2 * cell, height + 2 * cell), Image.Resampling.BICUBIC
+    )
     return np.asarray(big)[cell : cell + height, cell : cell + width].copy()
 
 

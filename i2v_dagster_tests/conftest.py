@@ -2,7 +2,16 @@
 
 from __future__ import annotations
 
+import os
+
 import pytest
+
+# huggingface_hub reads these into constants when first imported (test modules import it at
+# collection), so they are set here, before any test module is imported, as well as per test below.
+os.environ["HF_HUB_OFFLINE"] = "1"
+os.environ["TRANSFORMERS_OFFLINE"] = "1"
+os.environ["HF_HUB_DISABLE_TELEMETRY"] = "1"
+os.environ.pop("HF_TOKEN", None)
 
 
 @pytest.fixture(autouse=True)

@@ -156,8 +156,7 @@ class FakeOllama:
     def start(self) -> FakeOllama:
         self._server = _Server(("127.0.0.1", 0), _Handler)
         self._server.fake = self
-        host, port = self._server.server_address[:2]
-        self._url = f"http://{host}:{port}"
+        self._url = f"http://127.0.0.1:{self._server.server_port}"
         self._thread = threading.Thread(target=self._server.serve_forever, name="fake-ollama", daemon=True)
         self._thread.start()
         return self

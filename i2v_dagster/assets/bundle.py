@@ -10,6 +10,8 @@ import dagster as dg
 
 from i2v_dagster.assets.common import load_video, path_md
 from i2v_dagster.assets.stitch import stitched_video
+from i2v_dagster.assets.verification import stored_outcomes
+from i2v_dagster.verify.report import write_report
 from i2v_dagster.fsutil import atomic_path
 from i2v_dagster.manifest import build_manifest
 from i2v_dagster.partitions import VIDEOS
@@ -35,6 +37,27 @@ def bundle_files(state) -> dict[str, Path]:
     return files
 
 
+def write_run_report(context: dg.AssetExecutionContext, state) -> None:
+    """verify/report.html from this run's check results in Dagster's storage, with the pictures."""
+    paths = state.paths
+    skipped: dict[str, str] = {}
+    result = context.instance.fetch_materializations(
+        dg.AssetRecordsFilter(asset_key=stitched_video.key, asset_partitions=[state.name]), limit=1)
+    for record in result.records:
+        md = record.asset_materialization.metadata
+        if "skipped_checks" in md:
+            skipped = {f"stitched_video: {k}": v for k, v in md["skipped_checks"].value.items()}
+    outcomes = stored_outcomes(context.instance, context.run_id, skipped)
+    pictures = {name: paths.verify_dir / f"{name}.png" for name in ("contact_sheet", "motion_drift")
+                if (paths.verify_dir / f"{name}.png").is_file()}
+    spec = state.spec
+    write_report(paths.verify_dir / "report.html", title=f"{spec.name}: run {context.run_id[:8]}",
+                 video_info={"video": spec.name, "run_id": context.run_id, "fps": spec.fps,
+                             "size": f"{spec.width}x{spec.height}", "seed": spec.seed,
+                             "video model": spec.models.video.adapter, "chain mode": spec.chain_mode},
+                 outcomes=outcomes, pictures=pictures)
+
+
 @dg.asset(
     partitions_def=VIDEOS,
     deps=[stitched_video],
@@ -45,6 +68,7 @@ def bundle(context: dg.AssetExecutionContext, outputs: OutputsResource) -> dg.Ma
     state = load_video(context, outputs, context.partition_key)
     paths = state.paths
     started = time.monotonic()
+    write_run_report(context, state)
     files = bundle_files(state)
     manifest = build_manifest(context.instance, run_id=context.run_id, video=state.name, files=files,
                               clip_count=len(state.timeline().clips))

@@ -18,7 +18,18 @@ from i2v_dagster.assets.story import keyframes, narration
 from i2v_dagster.errors import ClipTimeoutError, MediaError
 from i2v_dagster.fsutil import save_png_atomic, sha256_file, write_json_atomic
 from i2v_dagster.guardrails import Deadline, watchdog
-from i2v_dagster.media.video import encode_frames
+from i2v_dagster.assets.verification import (
+    CLIP_CHECKS,
+    CLIPS_CHECKS,
+    _outcome,
+    chain_outcomes,
+    check_result,
+    check_specs,
+    clip_check_summary,
+    clip_outcomes,
+    load_rgb,
+)
+from i2v_dagster.media.video import encode_frames, probe
 from i2v_dagster.models.base import ClipRequest, StepProgress
 from i2v_dagster.partitions import CLIP_IDS, CLIP_PARTITIONS, VIDEOS, by_video, clip_key
 from i2v_dagster.planning import ClipPlan
@@ -127,6 +138,8 @@ def render_clip(
     encode_frames(frames, paths.clip(plan.index), fps=spec.fps)
     save_png_atomic(frames[0], paths.clip_first(plan.index))
     save_png_atomic(frames[-1], paths.clip_last(plan.index))
+    outcomes = clip_outcomes(spec, plan, frames, nan_frames=result.nan_frames,
+                             reference=load_rgb(paths.keyframe(0)), encoded=probe(paths.clip(plan.index)))
     record = {
         "clip": plan.key, "scene": plan.scene, "frames": int(frames.shape[0]),
         "generated_frames": int(result.generated_frames or frames.shape[0]), "fps": spec.fps,
@@ -138,6 +151,7 @@ def render_clip(
         "steps": len(steps), "color_corrected": spec.color_correction,
         "file": paths.rel(paths.clip(plan.index)), "sha256": sha256_file(paths.clip(plan.index)),
         "last_frame": paths.rel(paths.clip_last(plan.index)),
+        "checks": clip_check_summary(outcomes, frames),
     }
     write_json_atomic(paths.clip_record(plan.index), record)
     context.log.info("%s: %d frames in %.2f s", label, record["frames"], gen_seconds)
@@ -192,9 +206,12 @@ def clips(
         budget = run_budget_left(context, len(timeline.clips), state.spec.clip_time_limit_s)
         record = render_clip(context, state, plan, residency, budget_left_s=budget)
         records.append(record)
+        partition = clip_key(state.name, plan.index)
         context.log_event(dg.AssetMaterialization(
-            asset_key="clip", partition=clip_key(state.name, plan.index), metadata=clip_metadata(state, record),
+            asset_key="clip", partition=partition, metadata=clip_metadata(state, record),
             description=f"clip {plan.key} of {state.name}, made by the clips step"))
+        for outcome in record["checks"]["outcomes"]:
+            context.log_event(check_result("clip", _outcome(outcome), partition=partition, evaluation=True))
     total = time.monotonic() - started
     return dg.MaterializeResult(metadata={
         "clips": dg.MetadataValue.json([r["file"] for r in records]),
@@ -213,6 +230,7 @@ def clips(
     deps=[dg.AssetDep(keyframes, partition_mapping=by_video())],
     group_name="video",
     pool="gpu",
+    check_specs=check_specs("clip", CLIP_CHECKS, CLIP_PARTITIONS),
     description="One clip (video x clip id). Materialize one partition alone to re-make that clip, "
                 "conditioned on the stored last frame of the clip before it.",
 )
@@ -228,4 +246,21 @@ def clip(
         raise MediaError(f"video {video!r} has {len(plans)} planned clips; there is no clip {index_key}")
     record = render_clip(context, state, plans[index], residency,
                          budget_left_s=run_budget_left(context, 1, state.spec.clip_time_limit_s))
-    return dg.MaterializeResult(metadata=clip_metadata(state, record))
+    return dg.MaterializeResult(
+        metadata=clip_metadata(state, record),
+        check_results=[check_result("clip", _outcome(o)) for o in record["checks"]["outcomes"]],
+    )
+
+
+@dg.multi_asset_check(
+    specs=check_specs(clips, CLIPS_CHECKS, VIDEOS),
+    can_subset=True,
+    description="The whole chain of clips: the worst clip decides; seams between clips.",
+)
+def clips_checks(context: dg.AssetCheckExecutionContext, outputs: OutputsResource):
+    state = load_video(context, outputs, context.partition_key)
+    for outcome in chain_outcomes(state.spec, state.paths, state.timeline().clips):
+        if outcome.status == "SKIPPED":  # not evaluated: the UI shows the check as skipped
+            context.log.info("check clips:%s skipped: %s", outcome.name, outcome.skipped_reason)
+            continue
+        yield check_result("clips", outcome)

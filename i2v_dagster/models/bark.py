@@ -27,6 +27,7 @@ sub-model at a time to the GPU; ``quantization`` must be ``none`` (or ``auto``).
 from __future__ import annotations
 
 import gc
+import logging
 import re
 from pathlib import Path
 from typing import Any, ClassVar
@@ -34,7 +35,7 @@ from typing import Any, ClassVar
 import numpy as np
 
 from i2v_dagster.errors import AdapterError, ModelLoadError
-from i2v_dagster.models.base import Audio, SpeechModel
+from i2v_dagster.models.base import AdapterSettings, Audio, SpeechModel
 
 DEFAULT_VOICE_PRESET = "v2/en_speaker_6"
 DEFAULT_SAMPLE_RATE = 24_000
@@ -77,7 +78,7 @@ class BarkSpeech(SpeechModel):
     ``model.safetensors`` is taken when present (transformers prefers it)."""
     options_defaults: ClassVar[dict[str, Any]] = {"voice_preset": DEFAULT_VOICE_PRESET, **_OPTION_DEFAULTS}
 
-    def __init__(self, settings=None, *, logger=None):
+    def __init__(self, settings: AdapterSettings | None = None, *, logger: logging.Logger | None = None):
         super().__init__(settings, logger=logger)
         self.model: Any = None
         self.processor: Any = None
@@ -110,12 +111,17 @@ class BarkSpeech(SpeechModel):
         self.device = _resolve_device(s.device, torch, self.name)
         dtype = _resolve_dtype(s.dtype, self.device, torch, self.name)
         self.log.info(
-            "loading %s from %s (revision %s, %s, %s)", self.name, self.model_id, s.revision, dtype, self.device
+            "loading %s from %s (revision %s, %s, %s)",
+            self.name,
+            self.model_id,
+            s.revision,
+            dtype,
+            self.device,
         )
-        hub = {"revision": s.revision, "cache_dir": s.cache_dir}
+        hub: dict[str, Any] = {"revision": s.revision, "cache_dir": s.cache_dir}
         try:
             processor = BarkProcessor.from_pretrained(self.model_id, **hub)
-            model = BarkModel.from_pretrained(self.model_id, dtype=dtype, **hub)
+            model: Any = BarkModel.from_pretrained(self.model_id, dtype=dtype, **hub)
         except (OSError, ValueError) as exc:
             raise ModelLoadError(f"{self.name}: cannot load BarkModel from {self.model_id!r}: {exc}") from exc
         model.eval()
@@ -143,12 +149,26 @@ class BarkSpeech(SpeechModel):
                 f"(presets there: {listed}); give one of them, a .npz file, or null for no preset"
             )
         try:
-            encoded = processor("", voice_preset=preset)
-        except (OSError, ValueError) as exc:
+            if is_file and preset not in known:
+                with np.load(preset) as data:
+                    arrays = {key: data[key] for key in data.files}
+            else:
+                # The processor's own loader, called with our cache folder and revision (its __call__
+                # would look in the default cache only).
+                arrays = processor._load_voice_preset(
+                    preset, cache_dir=self.settings.cache_dir, revision=self.settings.revision
+                )
+            processor._validate_voice_preset_dict(arrays)
+        except (OSError, ValueError, TypeError, KeyError) as exc:
             raise ModelLoadError(
                 f"{self.name}: voice preset {preset!r} of {self.model_id!r} could not be read: {exc}"
             ) from exc
-        return {key: value.numpy() for key, value in encoded["history_prompt"].items()}
+        return arrays
+
+    def describe(self) -> dict[str, Any]:
+        info = super().describe()
+        info["voice_preset"] = self.option("voice_preset")
+        return info
 
     def _unload(self) -> None:
         self.model = None
@@ -218,7 +238,7 @@ def split_text(text: str, *, max_chars: int = 200) -> list[str]:
 
 
 def _pack(units: list[str], max_chars: int) -> list[str]:
-    """``units`` joined by spaces, greedily, into pieces of at most ``max_chars`` (a longer unit stays whole)."""
+    """``units`` joined by spaces, greedily, into pieces of at most ``max_chars`` (a longer unit alone)."""
     pieces: list[str] = []
     current = ""
     for unit in units:

@@ -165,9 +165,24 @@ def _hub_candidates(hf_hub: str) -> tuple[str, tuple[str, ...]]:
     return repo_id, (filename,)
 
 
+def _find_cached(repo_id: str, filenames: tuple[str, ...], cache_dir: Path) -> str | None:
+    """A cached copy of the first of ``filenames`` found: at ``main``, else in any snapshot (pinned)."""
+    from huggingface_hub import try_to_load_from_cache
+
+    for filename in filenames:
+        cached = try_to_load_from_cache(repo_id, filename, cache_dir=str(cache_dir))
+        if isinstance(cached, str) and Path(cached).is_file():
+            return cached
+    snapshots = cache_dir / f"models--{repo_id.replace('/', '--')}" / "snapshots"
+    for filename in filenames:
+        found = sorted(snapshots.glob(f"*/{filename}"), key=lambda p: p.stat().st_mtime, reverse=True)
+        if found and found[0].is_file():
+            return str(found[0])
+    return None
+
+
 def _plan_tag(name: str, tag: str, cache_dir: Path) -> WeightsPlan:
     import open_clip
-    from huggingface_hub import try_to_load_from_cache
 
     cfg = open_clip.get_pretrained_cfg(name, tag)
     if not cfg:
@@ -191,10 +206,9 @@ def _plan_tag(name: str, tag: str, cache_dir: Path) -> WeightsPlan:
             "give a weights file instead",
         )
     repo_id, filenames = _hub_candidates(cfg["hf_hub"])
-    for filename in filenames:
-        cached = try_to_load_from_cache(repo_id, filename, cache_dir=str(cache_dir))
-        if isinstance(cached, str) and Path(cached).is_file():
-            return WeightsPlan(**common, path=cached, repo_id=repo_id, filenames=filenames)
+    cached = _find_cached(repo_id, filenames, cache_dir)
+    if cached is not None:
+        return WeightsPlan(**common, path=cached, repo_id=repo_id, filenames=filenames)
     problem = None
     if _hf_offline():
         problem = (
@@ -350,6 +364,8 @@ class ClipScorer(Scorer):
     def _download(self, plan: WeightsPlan) -> str:
         from huggingface_hub import hf_hub_download
 
+        if plan.repo_id is None:
+            raise ScorerUnavailableError(f"clip: {plan.model}: no weights at {plan.pretrained!r}")
         errors = []
         for filename in plan.filenames:
             try:

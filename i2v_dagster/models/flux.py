@@ -19,10 +19,11 @@ same latents on any device; using one seed for every keyframe of a video is the 
 from __future__ import annotations
 
 import gc
+import logging
 from typing import Any, ClassVar
 
 from i2v_dagster.errors import AdapterError, ModelLoadError
-from i2v_dagster.models.base import GeneratedImage, ImageModel
+from i2v_dagster.models.base import AdapterSettings, GeneratedImage, ImageModel
 from i2v_dagster.models.constraints import ImageConstraints, SizeRule
 
 DEFAULT_STEPS = 4
@@ -65,7 +66,7 @@ class FluxSchnell(ImageModel):
     constraints = ImageConstraints(size=SizeRule(multiple_of=16, min_side=64, max_side=2048))
     """Latents are 8x smaller and packed in 2x2 patches: sides multiple of 16. Native 720x480 works."""
 
-    def __init__(self, settings=None, *, logger=None):
+    def __init__(self, settings: AdapterSettings | None = None, *, logger: logging.Logger | None = None):
         super().__init__(settings, logger=logger)
         self.pipe: Any = None
         self.device: str = "cpu"
@@ -90,12 +91,19 @@ class FluxSchnell(ImageModel):
             kwargs["quantization_config"] = _nf4_config(torch)
         self.log.info(
             "loading %s from %s (revision %s, %s, quantization %s, %s)",
-            self.name, self.model_id, s.revision, dtype, quantization, self.device,
+            self.name,
+            self.model_id,
+            s.revision,
+            dtype,
+            quantization,
+            self.device,
         )
         try:
             pipe = FluxPipeline.from_pretrained(self.model_id, **kwargs)
         except (OSError, ValueError) as exc:
-            raise ModelLoadError(f"{self.name}: cannot load FluxPipeline from {self.model_id!r}: {exc}") from exc
+            raise ModelLoadError(
+                f"{self.name}: cannot load FluxPipeline from {self.model_id!r}: {exc}"
+            ) from exc
         self.quantized = quantization == "nf4"
         self._place(pipe)
         if s.vae_tiling:

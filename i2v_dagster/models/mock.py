@@ -132,7 +132,7 @@ class MockSpeech(_NoWeights, SpeechModel):
 
 
 class MockImage(_NoWeights, ImageModel):
-    """A textured picture from a hash of (seed, prompt): gradient sky, shapes, fine grain."""
+    """A textured picture from a hash of (seed, prompt): gradient sky, shapes, mottled texture, grain."""
 
     name = "mock_image"
     large = True
@@ -161,8 +161,12 @@ class MockImage(_NoWeights, ImageModel):
             else:
                 draw.rectangle([x0, y0, x1 + 4, y1 + 4], fill=colour)
         arr = np.asarray(img, dtype=np.int16)
-        grain = rng.integers(-12, 13, size=(height, width, 1), dtype=np.int16)
-        arr = np.clip(arr + grain, 0, 255).astype(np.uint8)
+        # mottled mid-scale texture (so a pan changes most pixels, as in a photograph) plus fine grain
+        coarse = rng.integers(-24, 25, size=(max(height // 8, 2), max(width // 8, 2)), dtype=np.int16)
+        mottle = np.asarray(Image.fromarray((coarse + 128).astype(np.uint8)).resize(
+            (width, height), Image.Resampling.BICUBIC), dtype=np.int16) - 128
+        grain = rng.integers(-8, 9, size=(height, width, 1), dtype=np.int16)
+        arr = np.clip(arr + mottle[:, :, None] + grain, 0, 255).astype(np.uint8)
         return GeneratedImage(image=Image.fromarray(arr, "RGB"), prompt=prompt, seed=seed, model_id=self.model_id)
 
 
@@ -202,26 +206,24 @@ class MockVideo(_NoWeights, VideoModel):
         generated = self.constraints.generation_frames(request.num_frames)
         rng = _rng("motion", request.seed, request.prompt)
         angle = rng.uniform(0, 2 * np.pi)
-        pan = np.array([np.cos(angle), np.sin(angle)]) * 0.06
-        zoom = (0.08 + 0.06 * rng.random()) * (1 if rng.random() < 0.5 else -1)  # in or out
         w, h = base.size
+        # a steady pan (0.5% of the width per frame, at least 2 px, wrapping around so the picture's
+        # colours are kept) and a slow zoom in or out (0.15% per frame) about the centre
+        velocity = np.array([np.cos(angle), np.sin(angle)]) * max(0.005 * w, 2.0)
+        zoom_rate = 0.0015 * (1 if rng.random() < 0.5 else -1)
         first = np.asarray(base, dtype=np.uint8)
-        # mirror the picture around its edges so zooming out and panning never reveal a blank border
-        mx, my = w // 4, h // 4
+        mx, my = w // 4, h // 4  # mirrored margins: zooming out never shows a blank border
         padded = Image.fromarray(np.pad(first, ((my, my), (mx, mx), (0, 0)), mode="reflect"))
         frames = np.empty((generated, h, w, 3), dtype=np.uint8)
         frames[0] = first
         for t in range(1, generated):
-            p = t / max(generated - 1, 1)
-            scale = 1.0 / (1.0 + zoom * p)
-            cx = mx + w / 2 + pan[0] * w * p
-            cy = my + h / 2 + pan[1] * h * p
-            # output pixel (x, y) samples the padded picture at (scale*x + c, scale*y + f)
-            data = (scale, 0.0, cx - scale * w / 2, 0.0, scale, cy - scale * h / 2)
-            moved = padded.transform((w, h), Image.Transform.AFFINE, data, Image.Resampling.BILINEAR)
-            frame = np.asarray(moved, dtype=np.float64)
+            scale = 1.0 / (1.0 + zoom_rate * t)
+            data = (scale, 0.0, mx + w / 2 - scale * w / 2, 0.0, scale, my + h / 2 - scale * h / 2)
+            zoomed = np.asarray(padded.transform((w, h), Image.Transform.AFFINE, data, Image.Resampling.BILINEAR))
+            dx, dy = (int(v) for v in np.rint(velocity * t))
+            frame = np.roll(zoomed, (dy, dx), axis=(0, 1)).astype(np.float64)
             if cast.any():
-                frame = frame + cast * p
+                frame = frame + cast * (t / max(generated - 1, 1))
             frames[t] = np.clip(np.rint(frame), 0, 255).astype(np.uint8)
         return ClipFrames(
             frames=frames[: request.num_frames],

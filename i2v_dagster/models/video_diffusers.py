@@ -55,11 +55,12 @@ _QUANTIZATIONS = ("none", "int8wo", "nf4")
 
 
 def _repo_files(models: tuple[str, ...], tokenizers: tuple[str, ...], processors: tuple[str, ...] = ()):
-    """``allow_patterns`` for a diffusers-format repo: configs and safetensors of each module, tokenizer files,
-    the scheduler config. Leaves out ``.bin`` duplicates and anything outside those folders."""
+    """``allow_patterns`` for a diffusers-format repo: JSON (configs, shard indexes) and safetensors of each
+    module, tokenizer files, the scheduler config. Leaves out ``.bin`` duplicates and anything outside those
+    folders (original checkpoints, assets)."""
     patterns = ["model_index.json", "scheduler/scheduler_config.json"]
     for module in models:
-        patterns += [f"{module}/config.json", f"{module}/*.safetensors", f"{module}/*.safetensors.index.json"]
+        patterns += [f"{module}/*.json", f"{module}/*.safetensors"]
     for tok in tokenizers:
         patterns += [f"{tok}/*.json", f"{tok}/*.model", f"{tok}/*.txt"]
     patterns += [f"{proc}/preprocessor_config.json" for proc in processors]

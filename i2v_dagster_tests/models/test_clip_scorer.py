@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import math
+import shutil
 import weakref
 from pathlib import Path
 
@@ -24,7 +25,12 @@ from i2v_dagster.models.base import AdapterSettings  # noqa: E402
 from i2v_dagster.models.clip_scorer import ClipScorer, scorer_availability  # noqa: E402
 from i2v_dagster.models.registry import build_adapter  # noqa: E402
 from i2v_dagster_tests.models.contract import assert_unload_releases  # noqa: E402
-from i2v_dagster_tests.models.tiny_clip import TINY_NAMES, save_clip_weights, save_tiny_clip  # noqa: E402
+from i2v_dagster_tests.models.tiny_clip import (  # noqa: E402
+    TINY_NAMES,
+    save_clip_weights,
+    save_tiny_clip,
+    tiny_clip_config,
+)
 
 pytestmark = pytest.mark.models
 
@@ -213,6 +219,9 @@ def test_weights_in_the_hub_cache_are_found_offline(monkeypatch, tmp_path):
     assert scorer_availability(AdapterSettings(options={"models": ["ViT-B-32"]})) is None
     reason = scorer_availability(AdapterSettings())
     assert reason is not None and "ViT-L-14" in reason and "ViT-B-32" not in reason
+    # a snapshot prefetched at a pinned revision has no refs/main: it is found too
+    (repo / "refs" / "main").unlink()
+    assert scorer_availability(AdapterSettings(options={"models": ["ViT-B-32"]})) is None
 
 
 def test_unload_releases_the_models(tiny_settings):
@@ -239,10 +248,6 @@ def test_configuration_errors_name_the_problem(tiny_settings, tmp_path):
 
 def test_a_snapshot_folder_loads_the_same_weights(scorer, tiny_settings, tmp_path):
     """A folder laid out like the hub repo (open_clip_config.json + weights) gives the file's scores."""
-    import shutil
-
-    from i2v_dagster_tests.models.tiny_clip import tiny_clip_config
-
     folder = tmp_path / "tiny-clip-a-snapshot"
     folder.mkdir()
     config = {"model_cfg": tiny_clip_config(), "preprocess_cfg": {}}

@@ -65,7 +65,7 @@ def test_registry_entry_and_class_facts():
 
 
 def test_generate_makes_an_rgb_image_of_the_requested_size(flux, tiny_folder):
-    for width, height in ((64, 64), (96, 48)):
+    for width, height in ((64, 64), (96, 64)):
         result = flux.generate(PROMPT, width=width, height=height, seed=1)
         assert result.image.mode == "RGB"
         assert result.image.size == (width, height)
@@ -102,11 +102,16 @@ def test_save_pretrained_round_trip_gives_the_same_image(flux, tmp_path):
 
 
 def test_nf4_without_cuda_falls_back_to_plain_weights_with_a_log_line(tiny_folder, caplog):
-    adapter = FluxSchnell(AdapterSettings(model=str(tiny_folder), quantization="nf4", device="cpu", cpu_offload=True))
+    adapter = FluxSchnell(
+        AdapterSettings(model=str(tiny_folder), quantization="nf4", device="cpu", cpu_offload=True)
+    )
     with caplog.at_level(logging.INFO):
         adapter.load()
     messages = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
-    assert "NF4 quantization needs CUDA (bitsandbytes); loading flux_schnell unquantized in float32 on cpu" in messages
+    assert (
+        "NF4 quantization needs CUDA (bitsandbytes); loading flux_schnell unquantized in float32 on cpu"
+        in messages
+    )
     assert any("cpu_offload needs an accelerator; ignored on cpu" in r.getMessage() for r in caplog.records)
     assert adapter.quantized is False and adapter.describe()["quantized_nf4"] is False
     weight = adapter.pipe.transformer.transformer_blocks[0].attn.to_q.weight
@@ -127,7 +132,9 @@ def test_auto_quantization_is_plain_on_cpu_without_a_warning(tiny_folder, caplog
 
 def test_int8wo_is_refused_naming_the_setting(tiny_folder):
     adapter = FluxSchnell(AdapterSettings(model=str(tiny_folder), quantization="int8wo"))
-    with pytest.raises(AdapterError, match="quantization: flux_schnell supports none, nf4 or auto, not 'int8wo'"):
+    with pytest.raises(
+        AdapterError, match="quantization: flux_schnell supports none, nf4 or auto, not 'int8wo'"
+    ):
         adapter.load()
     assert not adapter.is_loaded
 

@@ -66,19 +66,35 @@ def _request(name: str, *, seed: int = 1, image_size: tuple[int, int] | None = N
     return ClipRequest(image=Image.fromarray(pixels), width=width, height=height, **fields)
 
 
-@pytest.mark.parametrize("name", ADAPTERS)
-def test_generate_shape_frames_and_progress(name, loaded):
-    adapter = loaded(name)
-    steps = []
+def _reference_request(name: str, *, seed: int = 1, **kw) -> ClipRequest:
+    """A conditioning image of another size (the adapter resizes it to width x height)."""
     width, height = TINY_SIZES[name]
-    # a conditioning image of another size is resized to width x height
-    clip = adapter.generate(_request(name, image_size=(width * 2, height + 16), on_step=steps.append))
+    return _request(name, seed=seed, image_size=(width * 2, height + 16), **kw)
 
+
+@pytest.fixture(scope="module")
+def reference(loaded):
+    """The first clip of each adapter and the progress it reported (CogVideoX decodes cost seconds here)."""
+    made: dict = {}
+
+    def get(name: str):
+        if name not in made:
+            steps: list = []
+            made[name] = (loaded(name).generate(_reference_request(name, on_step=steps.append)), steps)
+        return made[name]
+
+    return get
+
+
+@pytest.mark.parametrize("name", ADAPTERS)
+def test_generate_shape_frames_and_progress(name, loaded, reference):
+    clip, steps = reference(name)
+    width, height = TINY_SIZES[name]
     assert clip.frames.dtype == np.uint8
     assert clip.frames.shape == (WANTED, height, width, 3)
     assert clip.generated_frames == GENERATED[name]
     assert clip.nan_frames == ()
-    assert (clip.fps, clip.seed, clip.model_id) == (24, 1, adapter.settings.model)
+    assert (clip.fps, clip.seed, clip.model_id) == (24, 1, loaded(name).settings.model)
     assert [p.step for p in steps] == list(range(1, STEPS + 1))
     assert {p.total for p in steps} == {STEPS}
     assert all(p.seconds >= 0 for p in steps)
@@ -86,22 +102,23 @@ def test_generate_shape_frames_and_progress(name, loaded):
 
 
 @pytest.mark.parametrize("name", ADAPTERS)
-def test_same_seed_same_frames_other_seed_other_frames(name, loaded):
+def test_same_seed_same_frames_other_seed_other_frames(name, loaded, reference):
     adapter = loaded(name)
-    first = adapter.generate(_request(name, seed=3)).frames
-    again = adapter.generate(_request(name, seed=3)).frames
-    other = adapter.generate(_request(name, seed=4, prompt="a blue bird flies")).frames
-    np.testing.assert_array_equal(first, again)
-    assert not np.array_equal(first, other)
+    again = adapter.generate(_reference_request(name)).frames
+    other = adapter.generate(_reference_request(name, seed=2)).frames
+    np.testing.assert_array_equal(reference(name)[0].frames, again)
+    assert not np.array_equal(again, other)
 
 
 @pytest.mark.parametrize("name", ADAPTERS)
-def test_saved_and_loaded_pipeline_matches_in_memory(name, loaded):
-    """save_pretrained -> from_pretrained (offline) gives the same frames as the pipeline it was saved from."""
-    from_disk = loaded(name)
-    in_memory = type(from_disk).from_pipeline(build_tiny_pipeline(name), from_disk.settings)
-    request = _request(name, seed=5)
-    np.testing.assert_array_equal(from_disk.generate(request).frames, in_memory.generate(request).frames)
+def test_saved_and_loaded_pipeline_matches_in_memory(name, loaded, reference):
+    """save_pretrained -> from_pretrained (offline) gives the frames of the pipeline it was saved from."""
+    in_memory = type(loaded(name)).from_pipeline(build_tiny_pipeline(name), loaded(name).settings)
+    mine = in_memory.generate(_reference_request(name)).frames.astype(np.int16)
+    from_disk = reference(name)[0].frames.astype(np.int16)
+    # equal up to float rounding: at most 1/255 on at most 0.1% of the values
+    assert np.abs(mine - from_disk).max() <= 1
+    assert np.mean(mine != from_disk) < 1e-3
     in_memory.unload()
 
 
@@ -141,7 +158,8 @@ def test_hub_id_not_in_cache_while_offline_raises_model_load_error():
 def test_int8wo_quantizes_the_transformer_on_cpu(name, tiny_folder):
     from torchao.utils import TorchAOBaseTensor
 
-    adapter = build_adapter(name, AdapterSettings(model=tiny_folder(name), quantization="int8wo"))
+    settings = AdapterSettings(model=tiny_folder(name), quantization="int8wo", num_inference_steps=STEPS)
+    adapter = build_adapter(name, settings)
     adapter.load()
     linears = {n: m.weight for n, m in adapter.pipe.transformer.named_modules() if isinstance(m, torch.nn.Linear)}
     quantized = [n for n, w in linears.items() if isinstance(w, TorchAOBaseTensor)]

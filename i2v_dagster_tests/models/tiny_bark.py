@@ -41,8 +41,11 @@ MAX_INPUT_SEMANTIC = 32
 MAX_SEMANTIC_TOKENS = 40
 """Default semantic-token cap of the tiny generation config (Bark's is 768, about 15 s)."""
 MIN_SEMANTIC_TOKENS = 12
-"""The random model would often end a piece after a token or two, too short for EnCodec's 7-tap convolutions."""
+"""The random model would often stop after a token or two: too short for EnCodec's 7-tap convolutions."""
 SAMPLE_RATE = 24_000
+INIT_STD = 0.5
+"""Weights std (Bark's is 0.02). Large weights make peaked next-token distributions, so the text, the
+voice preset and the seed all visibly change the tokens drawn (at 0.02 sampling is near-uniform noise)."""
 VOICE_PRESET = "v2/en_speaker_6"
 
 
@@ -55,6 +58,7 @@ def _sub(cls, *, vocab_in: int, vocab_out: int, block: int, **kw):
         num_heads=2,
         block_size=block,
         bias=False,
+        initializer_range=INIT_STD,
         **kw,
     )
 
@@ -86,7 +90,12 @@ def build_tiny_bark(seed: int = 0):
             BarkCoarseConfig, vocab_in=COARSE_VOCAB, vocab_out=COARSE_VOCAB, block=128
         ).to_dict(),
         fine_acoustics_config=_sub(
-            BarkFineConfig, vocab_in=FINE_VOCAB, vocab_out=FINE_VOCAB, block=64, n_codes_total=N_FINE, n_codes_given=1
+            BarkFineConfig,
+            vocab_in=FINE_VOCAB,
+            vocab_out=FINE_VOCAB,
+            block=64,
+            n_codes_total=N_FINE,
+            n_codes_given=1,
         ).to_dict(),
         codec_config=EncodecConfig(
             sampling_rate=SAMPLE_RATE,
@@ -97,9 +106,13 @@ def build_tiny_bark(seed: int = 0):
             upsampling_ratios=[8, 5, 4, 2],
             codebook_size=CODEBOOK_SIZE,
         ).to_dict(),
+        initializer_range=INIT_STD,
     )
     torch.manual_seed(seed)
     model = BarkModel(config).eval()
+    with torch.no_grad():  # EnCodec initialises its codebooks to zeros: every code would decode the same
+        for layer in model.codec_model.quantizer.layers:
+            layer.codebook.embed.normal_()
     nested = BarkGenerationConfig(
         semantic_config={
             "eos_token_id": SEMANTIC_PAD,

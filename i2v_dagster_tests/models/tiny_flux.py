@@ -20,7 +20,7 @@ SCHNELL_SCHEDULER = {
     "shift": 1.0,
     "use_dynamic_shifting": False,
 }
-"""FLUX.1-schnell's ``scheduler/scheduler_config.json`` values (dev uses dynamic shifting; schnell does not)."""
+"""FLUX.1-schnell's ``scheduler/scheduler_config.json`` values (dev shifts dynamically; schnell does not)."""
 
 LATENT_CHANNELS = 4
 TEXT_DIM = 32

@@ -162,10 +162,10 @@ _COG_TRANSFORMER = {
 
 TINY_CONFIGS: dict[str, dict[str, dict[str, Any]]] = {
     "cogvideox_5b_i2v": {
-        # Learned positional embeddings fix the size: 4x2 latents = 32x16 pixels and 49 frames (real: 720x480).
+        # Learned positional embeddings fix the size: 2x2 latents = 16x16 pixels and 49 frames (real: 720x480).
         "transformer": {
             **_COG_TRANSFORMER,
-            "sample_width": 4,
+            "sample_width": 2,
             "sample_height": 2,
             "sample_frames": 49,
             "patch_size_t": None,
@@ -311,8 +311,8 @@ TINY_CONFIGS: dict[str, dict[str, dict[str, Any]]] = {
 """Per adapter: module name -> constructor kwargs (diffusers) or config dict (transformers)."""
 
 TINY_SIZES: dict[str, tuple[int, int]] = {
-    "cogvideox_5b_i2v": (32, 16),
-    "cogvideox15_5b_i2v": (32, 32),
+    "cogvideox_5b_i2v": (16, 16),
+    "cogvideox15_5b_i2v": (16, 16),
     "wan22_ti2v_5b": (64, 64),
     "hunyuan_i2v": (32, 32),
 }

@@ -182,3 +182,21 @@ def test_corrupt_clip_fails_stitching_with_ffmpeg_reason(instance, tmp_path):
     message = step_failure_message(instance, result.run_id)
     assert "clip_001.mp4" in message and "Invalid data found when processing input" in message
     assert final.read_bytes() == good  # the earlier stitched video is intact
+
+
+def test_hf_token_never_reaches_metadata_logs_or_bundle(instance, tmp_path, monkeypatch):
+    secret = "hf_test_SECRET_do_not_leak_0123456789"
+    monkeypatch.setenv("HF_TOKEN", secret)
+    result = render(instance, mock_spec("secret", tmp_path))
+    assert result.success
+    for record in instance.get_records_for_run(result.run_id).records:
+        assert secret not in dg.serialize_value(record.event_log_entry)
+    for path in (tmp_path / "secret").rglob("*"):
+        if path.is_file():
+            assert secret.encode() not in path.read_bytes(), path
+    bundle = next((tmp_path / "secret" / "bundles").glob("*.zip"))
+    with zipfile.ZipFile(bundle) as zf:
+        for name in zf.namelist():
+            assert secret.encode() not in zf.read(name), name
+        manifest = json.loads(zf.read("manifest.json"))
+    assert manifest["hf_cache"]["HF_HOME"]

@@ -24,17 +24,19 @@ Options (``settings.options``):
 - ``trim_frames``: frames kept per clip (1..the model's ``max_frames``); CogVideoX-5B keeps 40 of its 49
   by default. :meth:`DiffusersVideoModel.constraints_for` gives the constraints with it applied.
 - ``negative_prompt`` (CogVideoX, Wan): text for classifier-free guidance's negative branch.
-- ``use_dynamic_cfg`` (CogVideoX, default True): the guidance schedule of CogVideoX's own examples.
+- ``use_dynamic_cfg`` (CogVideoX, default False, as on the model cards): the cosine guidance schedule that
+  CogVideoX's demo pairs with its DPM scheduler.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import gc
+import json
 import os
 import time
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar, Self
 
 import numpy as np
 
@@ -110,7 +112,7 @@ class _StepReporter:
 
 
 class DiffusersVideoModel(VideoModel):
-    """An image-to-video diffusers pipeline behind the :class:`VideoModel` contract; ``self.pipe`` holds it."""
+    """A diffusers image-to-video pipeline behind the :class:`VideoModel` contract, held in ``self.pipe``."""
 
     large = True
     pipeline_class: ClassVar[str] = ""
@@ -121,6 +123,8 @@ class DiffusersVideoModel(VideoModel):
     """False where fp16 overflows (CogVideoX-5B): asking for it is an :class:`AdapterError`."""
     vae_fp32: ClassVar[bool] = False
     """Keep the VAE in fp32 whatever the pipeline's dtype (the model card's advice)."""
+    accepts_pipelines: ClassVar[tuple[str, ...]] = ()
+    """Other ``_class_name`` values of a saved folder's ``model_index.json`` this adapter loads."""
 
     def __init__(self, settings: AdapterSettings | None = None, *, logger: logging.Logger | None = None):
         super().__init__(settings, logger=logger)
@@ -138,7 +142,9 @@ class DiffusersVideoModel(VideoModel):
             return cls.constraints
         most = cls.constraints.max_frames
         if isinstance(trim, bool) or not isinstance(trim, int) or not 1 <= trim <= most:
-            raise AdapterError(f"options.trim_frames: {cls.name} keeps 1..{most} frames per clip, got {trim!r}")
+            raise AdapterError(
+                f"options.trim_frames: {cls.name} keeps 1..{most} frames per clip, got {trim!r}"
+            )
         return dataclasses.replace(cls.constraints, max_clip_frames=trim)
 
     # ----- loading -----
@@ -146,11 +152,14 @@ class DiffusersVideoModel(VideoModel):
     @classmethod
     def from_pipeline(
         cls, pipe: Any, settings: AdapterSettings | None = None, *, logger: logging.Logger | None = None
-    ):
+    ) -> Self:
         """An adapter around a pipeline already built in memory (benchmarks, module placement); loaded."""
         adapter = cls(settings, logger=logger)
         adapter.pipe = pipe
-        adapter._used = {"source": "in-memory", "dtype": str(getattr(pipe, "dtype", "")).replace("torch.", "")}
+        adapter._used = {
+            "source": "in-memory",
+            "dtype": str(getattr(pipe, "dtype", "")).replace("torch.", ""),
+        }
         adapter._loaded = True
         return adapter
 
@@ -177,7 +186,9 @@ class DiffusersVideoModel(VideoModel):
             "cpu_offload": offloaded,
             "pipeline": type(pipe).__name__,
         }
-        self.log.info("%s: loaded %s in %.1f s (%s)", self.name, self.model_id, time.monotonic() - started, self._used)
+        self.log.info(
+            "%s: loaded %s in %.1f s (%s)", self.name, self.model_id, time.monotonic() - started, self._used
+        )
 
     def _resolve_device(self, torch):
         asked = self.settings.device
@@ -200,11 +211,13 @@ class DiffusersVideoModel(VideoModel):
         else:
             raise AdapterError(f"dtype: {self.name} takes auto, bf16, fp16 or fp32, got {asked!r}")
         if chosen == "fp16" and not self.fp16_ok:
-            raise AdapterError(f"dtype: {self.name} overflows in fp16 (NaN frames); use bf16 (or fp32 on CPU)")
+            raise AdapterError(
+                f"dtype: {self.name} overflows in fp16 (NaN frames); use bf16 (or fp32 on CPU)"
+            )
         return getattr(torch, _DTYPES[chosen])
 
     def _quantization_config(self, device, dtype):
-        """(diffusers ``PipelineQuantizationConfig`` for the transformer or None, quantization actually used)."""
+        """(``PipelineQuantizationConfig`` for the transformer, or None; the quantization actually used)."""
         asked = self.settings.quantization
         if asked not in _QUANTIZATIONS:
             raise AdapterError(f"quantization: {self.name} takes none, int8wo or nf4, got {asked!r}")
@@ -218,7 +231,9 @@ class DiffusersVideoModel(VideoModel):
             backend = diffusers.TorchAoConfig(Int8WeightOnlyConfig())
         elif device.type != "cuda":
             self.log.warning(
-                "%s: nf4 needs bitsandbytes on CUDA; loading the transformer unquantized on %s", self.name, device
+                "%s: nf4 needs bitsandbytes on CUDA; loading the transformer unquantized on %s",
+                self.name,
+                device,
             )
             return None, "none"
         else:
@@ -235,12 +250,18 @@ class DiffusersVideoModel(VideoModel):
             return str(path), True
         looks_like_path = path.is_absolute() or model.startswith((".", "~")) or model.count("/") != 1
         if looks_like_path or path.exists():
-            raise ModelLoadError(f"model: {self.name} weights folder {model} does not exist (or is not a folder)")
+            raise ModelLoadError(
+                f"model: {self.name} weights folder {model} does not exist (or is not a folder)"
+            )
         return model, False
 
     def _from_pretrained(self, pipeline_cls, dtype, quantization, torch):
         source, local = self._weights_source()
-        kwargs: dict[str, Any] = {"dtype": {"default": dtype, "vae": torch.float32} if self.vae_fp32 else dtype}
+        if local:
+            self._check_folder(Path(source))
+        kwargs: dict[str, Any] = {
+            "dtype": {"default": dtype, "vae": torch.float32} if self.vae_fp32 else dtype
+        }
         if quantization is not None:
             kwargs["quantization_config"] = quantization
         if not local:
@@ -252,6 +273,21 @@ class DiffusersVideoModel(VideoModel):
         except (OSError, ValueError) as exc:
             hint = " (HF_HUB_OFFLINE is set: prefetch the weights first)" if _offline() else ""
             raise ModelLoadError(f"model: {self.name} could not load {source!r}{hint}: {exc}") from exc
+
+    def _check_folder(self, folder: Path) -> None:
+        """A saved pipeline of a kind this adapter loads (a wrong folder fails deep inside diffusers)."""
+        index = folder / "model_index.json"
+        try:
+            saved = json.loads(index.read_text()).get("_class_name")
+        except (OSError, ValueError) as exc:
+            raise ModelLoadError(
+                f"model: {self.name} found no readable {index} (not a saved pipeline)"
+            ) from exc
+        accepted = (self.pipeline_class, *self.accepts_pipelines)
+        if saved not in accepted:
+            raise ModelLoadError(
+                f"model: {self.name} loads {' or '.join(accepted)}, but {index} holds a {saved}"
+            )
 
     def _configure_vae(self, pipe) -> None:
         if self.settings.vae_tiling:
@@ -292,7 +328,9 @@ class DiffusersVideoModel(VideoModel):
         output = self._run(kwargs, request)
         frames, nan_frames = to_uint8_frames(output.frames[0], request.num_frames)
         if nan_frames:
-            self.log.warning("%s: %d frames held NaN/inf (set to black): %s", self.name, len(nan_frames), nan_frames)
+            self.log.warning(
+                "%s: %d frames held NaN/inf (set to black): %s", self.name, len(nan_frames), nan_frames
+            )
         return ClipFrames(
             frames=frames,
             fps=request.fps,
@@ -311,7 +349,9 @@ class DiffusersVideoModel(VideoModel):
             )
         problems = constraints.check(self.name, width=request.width, height=request.height, fps=request.fps)
         if problems:
-            self.log.warning("%s: request outside what the model was trained for: %s", self.name, "; ".join(problems))
+            self.log.warning(
+                "%s: request outside what the model was trained for: %s", self.name, "; ".join(problems)
+            )
 
     def _conditioning_image(self, request: ClipRequest) -> Image.Image:
         from PIL import Image
@@ -377,7 +417,7 @@ class _CogVideoX(DiffusersVideoModel):
         opts = self.settings.options
         return {
             "max_sequence_length": int(self.pipe.transformer.config.max_text_seq_length),
-            "use_dynamic_cfg": bool(opts.get("use_dynamic_cfg", True)),
+            "use_dynamic_cfg": bool(opts.get("use_dynamic_cfg", False)),
             "negative_prompt": opts.get("negative_prompt"),
         }
 
@@ -430,6 +470,7 @@ class Wan22TI2V5B(DiffusersVideoModel):
     allow_patterns = _repo_files(("transformer", "vae", "text_encoder"), ("tokenizer",))
     default_guidance = 5.0
     vae_fp32 = True
+    accepts_pipelines = ("WanPipeline",)  # the text-to-video class holds the same modules
     constraints = VideoConstraints(
         size=SizeRule(multiple_of=32, min_side=32, max_side=1280),
         frame_step=4,
@@ -443,7 +484,7 @@ class Wan22TI2V5B(DiffusersVideoModel):
 
 class HunyuanI2V(DiffusersVideoModel):
     """HunyuanVideo-I2V (16-channel, ``token_replace``): sides a multiple of 16 (VAE 8x times patch 2), 4N+1
-    frames up to 129 (the pipeline's default, 5.4 s at 24 fps, the rate the upstream sampler writes), embedded
+    frames up to 129 (the pipeline's default: 5.4 s at HunyuanVideo's 24 fps), embedded
     guidance 6.0 (no classifier-free guidance)."""
 
     name = "hunyuan_i2v"
@@ -451,7 +492,9 @@ class HunyuanI2V(DiffusersVideoModel):
     default_repo = "hunyuanvideo-community/HunyuanVideo-I2V"
     pipeline_class = "HunyuanVideoImageToVideoPipeline"
     allow_patterns = _repo_files(
-        ("transformer", "vae", "text_encoder", "text_encoder_2"), ("tokenizer", "tokenizer_2"), ("image_processor",)
+        ("transformer", "vae", "text_encoder", "text_encoder_2"),
+        ("tokenizer", "tokenizer_2"),
+        ("image_processor",),
     )
     default_guidance = 6.0
     constraints = VideoConstraints(

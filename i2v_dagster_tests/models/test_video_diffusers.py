@@ -154,6 +154,25 @@ def test_hub_id_not_in_cache_while_offline_raises_model_load_error():
         adapter.load()
 
 
+def test_a_folder_of_another_pipeline_is_a_model_load_error(tiny_folder):
+    adapter = build_adapter("wan22_ti2v_5b", AdapterSettings(model=tiny_folder("cogvideox_5b_i2v")))
+    with pytest.raises(ModelLoadError, match="holds a CogVideoXImageToVideoPipeline"):
+        adapter.load()
+
+
+def test_wan_loads_a_folder_saved_as_the_text_to_video_pipeline(tmp_path):
+    import diffusers
+
+    tiny = build_tiny_pipeline("wan22_ti2v_5b")
+    modules = {k: getattr(tiny, k) for k in ("tokenizer", "text_encoder", "vae", "scheduler", "transformer")}
+    diffusers.WanPipeline(**modules, expand_timesteps=True).save_pretrained(tmp_path)
+    adapter = build_adapter("wan22_ti2v_5b", AdapterSettings(model=str(tmp_path), num_inference_steps=1))
+    clip = adapter.generate(_request("wan22_ti2v_5b", num_frames=5))
+    assert adapter.describe()["pipeline"] == "WanImageToVideoPipeline"
+    assert clip.frames.shape == (5, 64, 64, 3)
+    adapter.unload()
+
+
 @pytest.mark.parametrize("name", ADAPTERS)
 def test_int8wo_quantizes_the_transformer_on_cpu(name, tiny_folder):
     from torchao.utils import TorchAOBaseTensor
@@ -161,7 +180,9 @@ def test_int8wo_quantizes_the_transformer_on_cpu(name, tiny_folder):
     settings = AdapterSettings(model=tiny_folder(name), quantization="int8wo", num_inference_steps=STEPS)
     adapter = build_adapter(name, settings)
     adapter.load()
-    linears = {n: m.weight for n, m in adapter.pipe.transformer.named_modules() if isinstance(m, torch.nn.Linear)}
+    linears = {
+        n: m.weight for n, m in adapter.pipe.transformer.named_modules() if isinstance(m, torch.nn.Linear)
+    }
     quantized = [n for n, w in linears.items() if isinstance(w, TorchAOBaseTensor)]
     attention = [n for n in linears if n.endswith(("to_q", "to_k", "to_v"))]
     assert attention and set(attention) <= set(quantized)
@@ -176,7 +197,9 @@ def test_int8wo_quantizes_the_transformer_on_cpu(name, tiny_folder):
 def test_nf4_without_cuda_loads_unquantized_and_says_so(tiny_folder, caplog):
     if torch.cuda.is_available():
         pytest.skip("the fallback is for machines without CUDA")
-    adapter = build_adapter("wan22_ti2v_5b", AdapterSettings(model=tiny_folder("wan22_ti2v_5b"), quantization="nf4"))
+    adapter = build_adapter(
+        "wan22_ti2v_5b", AdapterSettings(model=tiny_folder("wan22_ti2v_5b"), quantization="nf4")
+    )
     with caplog.at_level(logging.WARNING):
         adapter.load()
     assert "nf4 needs bitsandbytes on CUDA" in caplog.text
@@ -201,7 +224,9 @@ def test_auto_dtype_device_and_cpu_offload_on_cpu(tiny_folder, caplog):
 
 
 def test_wan_keeps_its_vae_in_fp32(tiny_folder):
-    adapter = build_adapter("wan22_ti2v_5b", AdapterSettings(model=tiny_folder("wan22_ti2v_5b"), dtype="bf16"))
+    adapter = build_adapter(
+        "wan22_ti2v_5b", AdapterSettings(model=tiny_folder("wan22_ti2v_5b"), dtype="bf16")
+    )
     adapter.load()
     assert adapter.pipe.transformer.dtype == torch.bfloat16
     assert adapter.pipe.vae.dtype == torch.float32
@@ -229,7 +254,9 @@ def test_cogvideox_trims_to_40_frames_unless_trim_frames_says_otherwise(loaded):
     cls = get_adapter_info("cogvideox_5b_i2v").cls
     assert cls.constraints_for(AdapterSettings()).usable_frames == 40
     assert cls.constraints_for(AdapterSettings(options={"trim_frames": 49})).usable_frames == 49
-    with pytest.raises(AdapterError, match=r"options.trim_frames: cogvideox_5b_i2v keeps 1..49 frames per clip"):
+    with pytest.raises(
+        AdapterError, match=r"options.trim_frames: cogvideox_5b_i2v keeps 1..49 frames per clip"
+    ):
         cls.constraints_for(AdapterSettings(options={"trim_frames": 50}))
     with pytest.raises(AdapterError, match=r"num_frames: cogvideox_5b_i2v keeps 1..40 frames per clip"):
         loaded("cogvideox_5b_i2v").generate(_request("cogvideox_5b_i2v", num_frames=45))
@@ -238,11 +265,39 @@ def test_cogvideox_trims_to_40_frames_unless_trim_frames_says_otherwise(loaded):
 @pytest.mark.parametrize(
     ("name", "width", "height", "fps", "clip_frames", "message"),
     [
-        ("cogvideox_5b_i2v", 640, 480, 8, 40, "width/height: cogvideox_5b_i2v makes 720x480 only, not 640x480"),
-        ("cogvideox_5b_i2v", 720, 480, 8, 49, "max_clip_frames: cogvideox_5b_i2v keeps 1..40 frames per clip"),
+        (
+            "cogvideox_5b_i2v",
+            640,
+            480,
+            8,
+            40,
+            "width/height: cogvideox_5b_i2v makes 720x480 only, not 640x480",
+        ),
+        (
+            "cogvideox_5b_i2v",
+            720,
+            480,
+            8,
+            49,
+            "max_clip_frames: cogvideox_5b_i2v keeps 1..40 frames per clip",
+        ),
         ("cogvideox_5b_i2v", 720, 480, 24, 40, "fps: cogvideox_5b_i2v was made for 8 fps, got 24"),
-        ("cogvideox15_5b_i2v", 720, 480, 16, 81, "height: cogvideox15_5b_i2v makes 768..1360 pixels, got 480"),
-        ("cogvideox15_5b_i2v", 1352, 768, 16, 81, "width: cogvideox15_5b_i2v needs a multiple of 16, got 1352"),
+        (
+            "cogvideox15_5b_i2v",
+            720,
+            480,
+            16,
+            81,
+            "height: cogvideox15_5b_i2v makes 768..1360 pixels, got 480",
+        ),
+        (
+            "cogvideox15_5b_i2v",
+            1352,
+            768,
+            16,
+            81,
+            "width: cogvideox15_5b_i2v needs a multiple of 16, got 1352",
+        ),
         ("cogvideox15_5b_i2v", 1360, 768, 16, 170, "keeps 1..161 frames per clip (frames 81 or 161)"),
         ("wan22_ti2v_5b", 720, 480, 24, 49, "width: wan22_ti2v_5b needs a multiple of 32, got 720"),
         ("wan22_ti2v_5b", 1280, 704, 24, 122, "keeps 1..121 frames per clip (frames 4N+1 up to 121)"),
@@ -280,8 +335,14 @@ def test_allow_patterns_cover_the_pipeline_files_and_nothing_else(name, tiny_fol
     root = Path(tiny_folder(name))
     saved = [p.relative_to(root).as_posix() for p in root.rglob("*") if p.is_file()]
     assert saved and all(any(fnmatch.fnmatch(f, pat) for pat in patterns) for f in saved), saved
-    for unwanted in ("transformer/diffusion_pytorch_model.bin", "text_encoder/pytorch_model.bin", "model.ckpt",
-                     "original/transformer.safetensors", "README.md", "assets/example.png"):
+    for unwanted in (
+        "transformer/diffusion_pytorch_model.bin",
+        "text_encoder/pytorch_model.bin",
+        "model.ckpt",
+        "original/transformer.safetensors",
+        "README.md",
+        "assets/example.png",
+    ):
         assert not any(fnmatch.fnmatch(unwanted, pat) for pat in patterns), unwanted
 
 

@@ -10,9 +10,14 @@ The token layout is Bark's, scaled down (Bark's own numbers in brackets):
   real one, 8 quantizers) turns them into audio.
 
 Context windows are shortened (text 32 tokens, coarse window 32 + history 60, fine window 64) so the
-blocks stay small, and the generation config caps semantic tokens at ``MAX_SEMANTIC_TOKENS`` (about
-0.8 s of audio per call): a sentence takes well under a second on CPU. The saved folder holds one voice
-preset, ``VOICE_PRESET``, as Bark repos do (``speaker_embeddings_path.json`` + ``.npy`` prompts).
+blocks stay small, and the generation config draws ``MIN_SEMANTIC_TOKENS`` to ``MAX_SEMANTIC_TOKENS``
+semantic tokens per call (0.25-0.8 s of audio): a sentence takes a fraction of a second on one CPU thread
+(several seconds on two contended threads: tests set ``torch.set_num_threads(1)``). The adapter option
+``max_semantic_tokens`` lowers the cap further. The saved folder holds one voice preset, ``VOICE_PRESET``,
+as Bark repos do (``speaker_embeddings_path.json`` + ``speaker_embeddings/v2/*.npy``).
+
+The audio is what random weights make (mostly a wobbling offset), but it is real EnCodec output: its
+length follows the tokens, and the text, the voice preset and the seed all change it.
 """
 
 from __future__ import annotations
@@ -64,7 +69,7 @@ def _sub(cls, *, vocab_in: int, vocab_out: int, block: int, **kw):
 
 
 def build_tiny_bark(seed: int = 0):
-    """(``BarkModel``, ``BarkProcessor``) of tiny random modules (fixed ``seed``), fp32 on CPU."""
+    """(``BarkModel``, ``BarkProcessor``, voice preset arrays), tiny and random from ``seed``, fp32."""
     from i2v_dagster.models._compat import ensure_torch_stack
 
     ensure_torch_stack()

@@ -162,7 +162,7 @@ _COG_TRANSFORMER = {
 
 TINY_CONFIGS: dict[str, dict[str, dict[str, Any]]] = {
     "cogvideox_5b_i2v": {
-        # Learned positional embeddings fix the size: 2x2 latents = 16x16 pixels and 49 frames (real: 720x480).
+        # Learned positional embeddings fix the size: 2x2 latents = 16x16 pixels, 49 frames (real: 720x480).
         "transformer": {
             **_COG_TRANSFORMER,
             "sample_width": 2,
@@ -257,7 +257,7 @@ TINY_CONFIGS: dict[str, dict[str, dict[str, Any]]] = {
             "temporal_compression_ratio": 4,
             "mid_block_add_attention": True,
         },
-        # 336 / 14 = 24 patches a side = 576 image tokens, the template's image_emb_len, as in the real encoder.
+        # 336 / 14 = 24 patches a side = 576 image tokens (the template's image_emb_len), as in the real one.
         "text_encoder": {
             "architectures": ["LlavaForConditionalGeneration"],
             "model_type": "llava",
@@ -352,7 +352,9 @@ def assemble_pipeline(name: str, modules: Mapping[str, Any], tokenizers: Mapping
     """The real pipeline of adapter ``name`` from its neural ``modules`` plus scheduler, tokenizers, ..."""
     _, diffusers, transformers = _stack()
     recipe = RECIPES[name]
-    tokenizers = dict(tokenizers) if tokenizers is not None else {k: f() for k, f in recipe.tokenizers.items()}
+    tokenizers = (
+        dict(tokenizers) if tokenizers is not None else {k: f() for k, f in recipe.tokenizers.items()}
+    )
     sched_cls, sched_cfg = recipe.scheduler
     parts: dict[str, Any] = {
         **modules,

@@ -153,12 +153,15 @@ class DiffusersVideoModel(VideoModel):
     def from_pipeline(
         cls, pipe: Any, settings: AdapterSettings | None = None, *, logger: logging.Logger | None = None
     ) -> Self:
-        """An adapter around a pipeline already built in memory (benchmarks, module placement); loaded."""
+        """An adapter around a pipeline built in memory (benchmarks, module placement), loaded: the settings'
+        VAE tiling/slicing apply; dtype, device and quantization are the pipeline's own."""
         adapter = cls(settings, logger=logger)
+        adapter._configure_vae(pipe)
+        pipe.set_progress_bar_config(disable=True)
         adapter.pipe = pipe
         adapter._used = {
             "source": "in-memory",
-            "dtype": str(getattr(pipe, "dtype", "")).replace("torch.", ""),
+            "dtype": _name_of(pipe.dtype),
         }
         adapter._loaded = True
         return adapter
@@ -181,6 +184,7 @@ class DiffusersVideoModel(VideoModel):
         self.pipe = pipe
         self._used = {
             "dtype": _name_of(dtype),
+            "vae_dtype": _name_of(pipe.vae.dtype),
             "device": str(device),
             "quantization_used": quant_name,
             "cpu_offload": offloaded,
@@ -396,8 +400,6 @@ class DiffusersVideoModel(VideoModel):
 
 
 def _name_of(dtype) -> str:
-    if isinstance(dtype, dict):
-        return ", ".join(f"{k}={_name_of(v)}" for k, v in dtype.items())
     return str(dtype).removeprefix("torch.")
 
 

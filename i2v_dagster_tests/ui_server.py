@@ -1,0 +1,118 @@
+"""Test support: `dagster-webserver` on a free local port, ended with its whole process group."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager, suppress
+from dataclasses import dataclass
+from pathlib import Path
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+
+LOCATIONS_QUERY = """
+{ workspaceOrError { __typename ... on Workspace { locationEntries {
+    name loadStatus locationOrLoadError { __typename ... on PythonError { message } } } } } }
+"""
+
+
+@dataclass(frozen=True)
+class WebServer:
+    url: str
+    pid: int
+    log: Path
+
+
+def free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def _get(url: str, *, data: bytes | None = None, timeout: float = 5.0) -> bytes:
+    headers = {"Content-Type": "application/json"} if data is not None else {}
+    request = urllib.request.Request(url, data=data, headers=headers)
+    with urllib.request.urlopen(request, timeout=timeout) as answer:
+        return answer.read()
+
+
+def _tail(path: Path, chars: int = 4000) -> str:
+    return path.read_text(errors="replace")[-chars:] if path.is_file() else "(no log)"
+
+
+def _locations(url: str) -> list[dict]:
+    body = json.dumps({"query": LOCATIONS_QUERY}).encode()
+    answer = json.loads(_get(f"{url}/graphql", data=body))
+    workspace = answer["data"]["workspaceOrError"]
+    if workspace["__typename"] != "Workspace":
+        raise RuntimeError(f"workspace query answered {workspace['__typename']}")
+    return workspace["locationEntries"]
+
+
+def _wait_ready(proc: subprocess.Popen, url: str, log: Path, timeout_s: float) -> None:
+    """Wait until `/server_info` answers and every code location has loaded (without an error)."""
+    deadline = time.monotonic() + timeout_s
+    last = "no answer yet"
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise RuntimeError(f"dagster-webserver exited with {proc.returncode}; log tail:\n{_tail(log)}")
+        try:
+            _get(f"{url}/server_info")
+            entries = _locations(url)
+        except (OSError, urllib.error.URLError, ValueError, KeyError) as exc:
+            last = f"{type(exc).__name__}: {exc}"
+        else:
+            if entries and all(e["loadStatus"] == "LOADED" for e in entries):
+                errors = [e for e in entries
+                          if e["locationOrLoadError"]["__typename"] != "RepositoryLocation"]
+                if errors:
+                    raise RuntimeError(f"code location failed to load: {errors}")
+                return
+            last = f"locations: {[(e['name'], e['loadStatus']) for e in entries]}"
+        time.sleep(0.5)
+    raise TimeoutError(f"dagster-webserver at {url} not ready after {timeout_s:.0f} s ({last}); "
+                       f"log tail:\n{_tail(log)}")
+
+
+def _stop(proc: subprocess.Popen, grace_s: float = 15.0) -> None:
+    """SIGTERM the server's process group (webserver and its code server), then SIGKILL what is left."""
+    with suppress(ProcessLookupError):
+        os.killpg(proc.pid, signal.SIGTERM)
+    with suppress(subprocess.TimeoutExpired):
+        proc.wait(timeout=grace_s)
+    # the group outlives its leader while a member (the code server) is alive
+    with suppress(ProcessLookupError):
+        os.killpg(proc.pid, signal.SIGKILL)
+    proc.wait(timeout=grace_s)
+
+
+@contextmanager
+def dagster_webserver(
+    dagster_home: Path, log: Path, *, env: Mapping[str, str] | None = None, timeout_s: float = 90.0,
+) -> Iterator[WebServer]:
+    """Run this interpreter's `dagster-webserver -w workspace.yaml` from the repo root on 127.0.0.1.
+
+    It listens on a free port and is waited for (at most ``timeout_s``) until the code location has
+    loaded. It runs in its own session (process group), which is ended on exit whatever happened.
+    """
+    port = free_port()
+    url = f"http://127.0.0.1:{port}"
+    command = [sys.executable, "-m", "dagster_webserver", "-h", "127.0.0.1", "-p", str(port),
+               "-w", "workspace.yaml"]
+    full_env = {**os.environ, **(env or {}), "DAGSTER_HOME": str(dagster_home)}
+    with log.open("wb") as sink:
+        proc = subprocess.Popen(command, cwd=REPO_ROOT, env=full_env, stdout=sink, stderr=subprocess.STDOUT,
+                                stdin=subprocess.DEVNULL, start_new_session=True)
+    try:
+        _wait_ready(proc, url, log, timeout_s)
+        yield WebServer(url=url, pid=proc.pid, log=log)
+    finally:
+        _stop(proc)

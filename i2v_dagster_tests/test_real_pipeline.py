@@ -12,6 +12,17 @@ pytest.importorskip("diffusers")
 pytestmark = [pytest.mark.models, pytest.mark.slow]
 
 
+@pytest.fixture(scope="module", autouse=True)
+def one_thread():
+    """Tiny models run fastest on one thread on a small shared machine."""
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
 @pytest.fixture(scope="module")
 def tiny_models(tmp_path_factory):
     from i2v_dagster_tests.models.tiny_bark import save_tiny_bark

@@ -39,7 +39,7 @@ def cmd_validate(args: argparse.Namespace) -> int:
     from i2v_dagster.models.registry import get_adapter_info
 
     video = get_adapter_info(spec.models.video.adapter)
-    per_clip = spec.max_clip_frames or video.constraints.usable_frames
+    per_clip = spec.max_clip_frames or video.constraints_for(spec.models.video.settings()).usable_frames
     print(f"ok: {args.spec} is a valid spec for video {spec.name!r}")
     print(f"  scenes: {len(spec.scenes)}  fps: {spec.fps}  size: {spec.width}x{spec.height}  seed: {spec.seed}")
     print(f"  models: " + ", ".join(f"{r}={c['adapter']}" for r, c in spec.models.model_dump().items()))

@@ -54,8 +54,10 @@ class ModelChoice(dg.Config):
     )
     revision: str | None = Field(None, description="Hub revision (commit, tag or branch) to pin.")
     dtype: Literal["auto", "bf16", "fp16", "fp32"] = Field("auto", description="Weight dtype.")
-    quantization: Literal["none", "int8wo", "nf4"] = Field(
-        "none", description="int8wo: torchao int8 weight-only; nf4: bitsandbytes 4-bit (CUDA only)."
+    quantization: Literal["auto", "none", "int8wo", "nf4"] = Field(
+        "auto",
+        description="auto: the adapter's choice (NF4 for FLUX, int8wo for video transformers on CUDA; none on "
+        "CPU); int8wo: torchao int8 weight-only; nf4: bitsandbytes 4-bit (CUDA only); none: full precision.",
     )
     device: Literal["auto", "cpu", "cuda"] = Field("auto", description="auto: CUDA when present.")
     cpu_offload: bool = Field(False, description="Model CPU offload (needs an accelerator).")
@@ -229,8 +231,9 @@ def spec_problems(spec: JobSpec) -> list[str]:
     if image.constraints is not None:
         errors += image.constraints.check(image.name, width=spec.width, height=spec.height)
     video = get_adapter_info(spec.models.video.adapter)
-    if video.constraints is not None:
-        errors += video.constraints.check(
+    constraints = video.constraints_for(spec.models.video.settings())
+    if constraints is not None:
+        errors += constraints.check(
             video.name, width=spec.width, height=spec.height, fps=spec.fps, clip_frames=spec.max_clip_frames
         )
     if spec.initial_image is not None:

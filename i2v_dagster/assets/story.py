@@ -93,7 +93,7 @@ def narration(
                 padded.append(pad_to(samples, rate, scene_frames(durations[-1], fps) / fps))
                 context.log.info("narration: scene %d is %.2f s", i, durations[-1])
     video_info = get_adapter_info(spec.models.video.adapter)
-    max_frames = spec.max_clip_frames or video_info.constraints.usable_frames
+    max_frames = spec.max_clip_frames or video_info.constraints_for(spec.models.video.settings()).usable_frames
     timeline = plan_timeline(durations, fps=fps, max_clip_frames=max_frames, clip_seed=spec.clip_seed)
     write_json_atomic(paths.timeline, timeline.to_dict())
     metadata: dict = {

@@ -35,8 +35,9 @@ class AdapterSettings:
     revision: str | None = None
     dtype: str = "auto"
     """``auto`` | ``bf16`` | ``fp16`` | ``fp32``; ``auto`` picks the adapter's preferred dtype for the device."""
-    quantization: str = "none"
-    """``none`` | ``int8wo`` (torchao int8 weight-only) | ``nf4`` (bitsandbytes 4-bit)."""
+    quantization: str = "auto"
+    """``auto`` (the adapter's choice for the device) | ``none`` | ``int8wo`` (torchao int8 weight-only) |
+    ``nf4`` (bitsandbytes 4-bit)."""
     device: str = "auto"
     """``auto`` (CUDA when present, else CPU) | ``cpu`` | ``cuda``."""
     cpu_offload: bool = False

@@ -60,6 +60,11 @@ class AdapterInfo:
     def constraints(self):
         return getattr(self.cls, "constraints", None)
 
+    def constraints_for(self, settings=None):
+        """The constraints under ``settings`` (e.g. a ``trim_frames`` option), where the class has such rules."""
+        rule = getattr(self.cls, "constraints_for", None)
+        return rule(settings) if rule is not None and settings is not None else self.constraints
+
     @property
     def large(self) -> bool:
         return bool(getattr(self.cls, "large", False))

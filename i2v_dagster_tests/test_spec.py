@@ -107,3 +107,16 @@ def test_spec_is_a_dagster_config_with_descriptions():
     assert issubclass(JobSpec, dg.Config)
     missing = [n for n, f in JobSpec.model_fields.items() if not f.description]
     assert missing == []
+
+
+def test_adapter_rules_follow_the_adapters_settings():
+    base = {**BASE, "fps": 8, "width": 720, "height": 480, "max_clip_frames": 49,
+            "models": {"video": {"adapter": "cogvideox_5b_i2v"}}}
+    with pytest.raises(SpecError, match=r"max_clip_frames: cogvideox_5b_i2v keeps 1\.\.40 frames"):
+        parse_spec(base)
+    trimmed = {**base, "models": {"video": {"adapter": "cogvideox_5b_i2v", "options": {"trim_frames": 49}}}}
+    assert parse_spec(trimmed).max_clip_frames == 49
+    with pytest.raises(SpecError, match="width/height: cogvideox_5b_i2v makes 720x480 only, not 640x480"):
+        parse_spec({**base, "width": 640, "max_clip_frames": 40})
+    with pytest.raises(SpecError, match="fps: wan22_ti2v_5b was made for 24 fps, got 8"):
+        parse_spec({**base, "width": 704, "max_clip_frames": 9, "models": {"video": {"adapter": "wan22_ti2v_5b"}}})

@@ -1,0 +1,58 @@
+from __future__ import annotations
+
+import pytest
+
+from i2v_dagster.cli import main
+
+
+def test_validate_ok_and_overrides(capsys):
+    assert main(["validate", "jobs/example_mock.yaml", "--set", "fps=12"]) == 0
+    out = capsys.readouterr().out
+    assert "valid spec for video 'demo'" in out and "fps: 12" in out
+
+
+@pytest.mark.parametrize(
+    ("args", "needle"),
+    [
+        (["--set", "models.video.adapter=nope"], "models.video.adapter: unknown adapter 'nope'"),
+        (["--set", "fps=0"], "fps: Input should be greater than 0"),
+        (["--set", "name=a/b"], "name: name must match"),
+        (["--set", "initial_image=/nonexistent/start.png"], "initial_image: file not found: /nonexistent/start.png"),
+        (["--set", "width=721"], "width: mock_image needs a multiple of 8, got 721"),
+    ],
+)
+def test_validate_bad_input_exits_2_naming_the_field(capsys, args, needle):
+    assert main(["validate", "jobs/example_mock.yaml", *args]) == 2
+    assert needle in capsys.readouterr().err
+
+
+def test_validate_missing_file(capsys, tmp_path):
+    assert main(["validate", str(tmp_path / "none.yaml")]) == 2
+    assert "spec file not found" in capsys.readouterr().err
+
+
+def test_doctor_reports_each_part(capsys):
+    assert main(["doctor"]) == 0
+    out = capsys.readouterr().out
+    assert "[ok  ] ffmpeg" in out and "H.264 encode ok" in out
+    assert "torch" in out and "hf cache" in out and "free" in out
+    assert "[FAIL] ollama" in out and "127.0.0.1:9" in out  # conftest points OLLAMA_HOST at a closed port
+
+
+def test_adapters_lists_every_role(capsys):
+    assert main(["adapters"]) == 0
+    out = capsys.readouterr().out
+    for name in ("cogvideox_5b_i2v", "wan22_ti2v_5b", "flux_schnell", "bark", "clip", "ollama", "mock_video"):
+        assert name in out
+
+
+def test_run_renders_into_the_dagster_home(capsys, tmp_path):
+    import os
+
+    code = main(["run", "jobs/example_mock.yaml", "--set", f"outputs_root={tmp_path}", "--set", "width=160",
+                 "--set", "height=96", "--set", "max_clip_frames=24", "--set", "fps=12"])
+    out = capsys.readouterr().out
+    assert code == 0, out
+    assert "SUCCESS" in out and f"video:   {tmp_path / 'demo' / 'final' / 'demo.mp4'}" in out
+    assert (tmp_path / "demo" / "final" / "demo.mp4").is_file()
+    assert os.path.isdir(os.path.join(os.environ["DAGSTER_HOME"], "storage"))

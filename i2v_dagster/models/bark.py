@@ -26,7 +26,6 @@ sub-model at a time to the GPU; ``quantization`` must be ``none`` (or ``auto``).
 
 from __future__ import annotations
 
-import gc
 import logging
 import re
 from pathlib import Path
@@ -35,6 +34,16 @@ from typing import Any, ClassVar
 import numpy as np
 
 from i2v_dagster.errors import AdapterError, ModelLoadError
+from i2v_dagster.models._torch import (
+    dtype_name,
+    free_memory,
+    guard_cpu_offload,
+    hub_kwargs,
+    load_errors,
+    resolve_device,
+    resolve_dtype,
+    weights_source,
+)
 from i2v_dagster.models.base import AdapterSettings, Audio, SpeechModel
 
 DEFAULT_VOICE_PRESET = "v2/en_speaker_6"
@@ -102,35 +111,34 @@ class BarkSpeech(SpeechModel):
         from i2v_dagster.models._compat import ensure_torch_stack
 
         ensure_torch_stack()
-        import torch
         from transformers import BarkModel, BarkProcessor
 
         s = self.settings
         if s.quantization not in ("none", "auto"):
-            raise AdapterError(f"quantization: {self.name} supports none, not {s.quantization!r}")
-        self.device = _resolve_device(s.device, torch, self.name)
-        dtype = _resolve_dtype(s.dtype, self.device, torch, self.name)
+            raise AdapterError(
+                f"quantization: {self.name} supports none, not {s.quantization!r} (auto means none here)"
+            )
+        device = resolve_device(self.name, s.device)
+        dtype = resolve_dtype(self.name, s.dtype, device, auto_cuda="fp16", log=self.log)
+        source, local = weights_source(self.name, self.model_id)
         self.log.info(
             "loading %s from %s (revision %s, %s, %s)",
             self.name,
             self.model_id,
             s.revision,
-            dtype,
-            self.device,
+            dtype_name(dtype),
+            device,
         )
-        hub: dict[str, Any] = {"revision": s.revision, "cache_dir": s.cache_dir}
-        try:
-            processor = BarkProcessor.from_pretrained(self.model_id, **hub)
-            model: Any = BarkModel.from_pretrained(self.model_id, dtype=dtype, **hub)
-        except (OSError, ValueError) as exc:
-            raise ModelLoadError(f"{self.name}: cannot load BarkModel from {self.model_id!r}: {exc}") from exc
+        hub = hub_kwargs(s, local=local, default_revision=self.default_revision)
+        with load_errors(self.name, "BarkModel", source):
+            processor = BarkProcessor.from_pretrained(source, **hub)
+            model: Any = BarkModel.from_pretrained(source, dtype=dtype, **hub)
         model.eval()
-        if self.device == "cuda" and s.cpu_offload:
-            model.enable_cpu_offload()
+        if guard_cpu_offload(self.log, self.name, s.cpu_offload, device):
+            model.enable_cpu_offload(accelerator_id=_cuda_index(device))
         else:
-            if s.cpu_offload:
-                self.log.info("%s: cpu_offload needs an accelerator; ignored on %s", self.name, self.device)
-            model.to(self.device)
+            model.to(device)
+        self.device = str(device)
         self.voice = self._load_voice(processor)
         self.processor = processor
         self.model = model
@@ -168,14 +176,14 @@ class BarkSpeech(SpeechModel):
     def describe(self) -> dict[str, Any]:
         info = super().describe()
         info["voice_preset"] = self.option("voice_preset")
+        info["quantization_used"] = "none"
         return info
 
     def _unload(self) -> None:
         self.model = None
         self.processor = None
         self.voice = None
-        gc.collect()
-        _empty_cuda_cache()
+        free_memory()
 
     # -- speaking ------------------------------------------------------------------------------------
 
@@ -208,7 +216,8 @@ class BarkSpeech(SpeechModel):
         cap = self.option("max_semantic_tokens")
         if cap is not None:
             kwargs["semantic_max_new_tokens"] = int(cap)
-        devices = [torch.cuda.current_device()] if self.device == "cuda" else []
+        device = torch.device(self.device)
+        devices = [_cuda_index(device)] if device.type == "cuda" else []
         with torch.random.fork_rng(devices=devices), torch.inference_mode():
             torch.manual_seed(seed)
             audio = self.model.generate(
@@ -253,27 +262,8 @@ def _pack(units: list[str], max_chars: int) -> list[str]:
     return pieces
 
 
-def _resolve_device(device: str, torch, adapter: str) -> str:
-    if device == "auto":
-        return "cuda" if torch.cuda.is_available() else "cpu"
-    if device == "cuda" and not torch.cuda.is_available():
-        raise ModelLoadError(f"device: {adapter} was asked for cuda, but torch sees no CUDA device")
-    if device not in ("cpu", "cuda"):
-        raise AdapterError(f"device: {adapter} runs on auto, cpu or cuda, not {device!r}")
-    return device
-
-
-def _resolve_dtype(dtype: str, device: str, torch, adapter: str):
-    table = {"bf16": torch.bfloat16, "fp16": torch.float16, "fp32": torch.float32}
-    if dtype == "auto":
-        return torch.float16 if device == "cuda" else torch.float32
-    if dtype not in table:
-        raise AdapterError(f"dtype: {adapter} takes auto, bf16, fp16 or fp32, not {dtype!r}")
-    return table[dtype]
-
-
-def _empty_cuda_cache() -> None:
+def _cuda_index(device) -> int:
+    """The CUDA device number of ``device`` (``cuda`` alone is the current device)."""
     import torch
 
-    if torch.cuda.is_available():
-        torch.cuda.empty_cache()
+    return device.index if device.index is not None else torch.cuda.current_device()

@@ -13,6 +13,10 @@ Options (``models.scorer.options``):
 
 ``settings.model`` (a weights file or folder) sets the weights when ``models`` lists exactly one model.
 
+Settings: ``device`` ``auto`` is CUDA when present; ``dtype`` ``auto`` is fp16 on CUDA and fp32 on CPU;
+``quantization`` is not used (``auto`` and ``none`` load plain weights; other values are logged, then
+ignored).
+
 A tag's weights come from the Hugging Face cache (``settings.cache_dir``, else ``HF_HUB_CACHE``, else
 ``HF_HOME/hub``). With ``HF_HUB_OFFLINE`` set nothing is downloaded: missing weights raise
 :class:`~i2v_dagster.errors.ScorerUnavailableError` naming the model and where it looked. No score is ever
@@ -21,7 +25,6 @@ made up. :func:`scorer_availability` gives the same reason without loading anyth
 
 from __future__ import annotations
 
-import gc
 import os
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -29,6 +32,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar, Literal
 
 from i2v_dagster.errors import AdapterError, ModelLoadError, ScorerUnavailableError
+from i2v_dagster.models._torch import dtype_setting, free_memory, hub_offline, resolve_device, resolve_dtype
 from i2v_dagster.models.base import AdapterSettings, Scorer, Scores
 
 if TYPE_CHECKING:
@@ -42,7 +46,6 @@ WEIGHT_SUFFIXES = (".safetensors", ".bin", ".pth", ".pt")
 SAFE_WEIGHTS_NAME = "open_clip_model.safetensors"
 TORCH_WEIGHTS_NAME = "open_clip_pytorch_model.bin"
 _PREPROCESS_KEYS = ("mean", "std", "interpolation", "resize_mode")
-_TRUE = {"1", "ON", "YES", "TRUE"}
 
 
 @dataclass(frozen=True)
@@ -77,10 +80,6 @@ class LoadedClip:
 
 class LoadedModels(dict[str, LoadedClip]):
     """Model name -> loaded model, in the configured order (a dict that can be weakly referenced)."""
-
-
-def _hf_offline() -> bool:
-    return os.environ.get("HF_HUB_OFFLINE", "").strip().upper() in _TRUE
 
 
 def hub_cache_dir(settings: AdapterSettings) -> Path:
@@ -210,7 +209,7 @@ def _plan_tag(name: str, tag: str, cache_dir: Path) -> WeightsPlan:
     if cached is not None:
         return WeightsPlan(**common, path=cached, repo_id=repo_id, filenames=filenames)
     problem = None
-    if _hf_offline():
+    if hub_offline():
         problem = (
             f"{name} (pretrained {tag!r}): weights not found in the Hugging Face cache {cache_dir} "
             f"(looked for {repo_id}: {', '.join(filenames)}) and HF_HUB_OFFLINE is set; "
@@ -304,6 +303,7 @@ class ClipScorer(Scorer):
     def describe(self) -> dict[str, Any]:
         info = super().describe()
         info["models"] = dict(configured_models(self.settings))
+        info["quantization_used"] = "none"
         return info
 
     @property
@@ -318,15 +318,14 @@ class ClipScorer(Scorer):
         from i2v_dagster.models._compat import ensure_torch_stack
 
         ensure_torch_stack()
-        import torch
-
         plans = plan_weights(self.settings)
         problems = [p.problem for p in plans if p.problem]
         if problems:
             raise ScorerUnavailableError("clip: " + "; ".join(problems))
-        device = self._pick_device(torch)
-        precision = self._precision(device)
-        if self.settings.quantization != "none":
+        device = resolve_device(self.name, self.settings.device)
+        dtype = resolve_dtype(self.name, self.settings.dtype, device, auto_cuda="fp16", log=self.log)
+        precision = dtype_setting(dtype)  # open_clip's name for it
+        if self.settings.quantization not in ("none", "auto"):
             self.log.info("clip: quantization %r is not used by this scorer", self.settings.quantization)
         models = LoadedModels()
         for plan in plans:
@@ -339,27 +338,7 @@ class ClipScorer(Scorer):
     def _unload(self) -> None:
         self.models = None
         self._device = None
-        gc.collect()
-        import torch
-
-        if torch.cuda.is_available():
-            torch.cuda.empty_cache()
-
-    def _pick_device(self, torch: Any) -> Any:
-        wanted = self.settings.device
-        if wanted == "auto":
-            wanted = "cuda" if torch.cuda.is_available() else "cpu"
-        if wanted == "cuda" and not torch.cuda.is_available():
-            raise ModelLoadError("clip: device='cuda' but CUDA is not available")
-        return torch.device(wanted)
-
-    def _precision(self, device: Any) -> str:
-        dtype = self.settings.dtype
-        if dtype == "auto":
-            return "fp16" if device.type == "cuda" else "fp32"
-        if dtype not in ("fp32", "fp16", "bf16"):
-            raise AdapterError(f"clip: dtype must be auto, fp32, fp16 or bf16, got {dtype!r}")
-        return dtype
+        free_memory()
 
     def _download(self, plan: WeightsPlan) -> str:
         from huggingface_hub import hf_hub_download

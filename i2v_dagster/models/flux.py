@@ -18,11 +18,24 @@ same latents on any device; using one seed for every keyframe of a video is the 
 
 from __future__ import annotations
 
-import gc
 import logging
+from pathlib import Path
 from typing import Any, ClassVar
 
-from i2v_dagster.errors import AdapterError, ModelLoadError
+from i2v_dagster.errors import AdapterError
+from i2v_dagster.models._torch import (
+    auto_quantization,
+    check_pipeline_folder,
+    configure_vae,
+    dtype_name,
+    free_memory,
+    hub_kwargs,
+    load_errors,
+    place_pipeline,
+    resolve_device,
+    resolve_dtype,
+    weights_source,
+)
 from i2v_dagster.models.base import AdapterSettings, GeneratedImage, ImageModel
 from i2v_dagster.models.constraints import ImageConstraints, SizeRule
 
@@ -79,67 +92,52 @@ class FluxSchnell(ImageModel):
         from i2v_dagster.models._compat import ensure_torch_stack
 
         ensure_torch_stack()
-        import torch
         from diffusers import FluxPipeline
 
         s = self.settings
-        self.device = _resolve_device(s.device, torch, self.name)
-        dtype = _resolve_dtype(s.dtype, self.device, torch, self.name)
-        quantization = self._effective_quantization(dtype)
-        kwargs: dict[str, Any] = {"revision": s.revision, "cache_dir": s.cache_dir, "dtype": dtype}
+        device = resolve_device(self.name, s.device)
+        dtype = resolve_dtype(self.name, s.dtype, device, log=self.log)
+        quantization = self._effective_quantization(device, dtype)
+        source, local = weights_source(self.name, self.model_id)
+        if local:
+            check_pipeline_folder(self.name, Path(source), ("FluxPipeline",))
+        hub = hub_kwargs(s, local=local, default_revision=self.default_revision)
+        kwargs: dict[str, Any] = {"dtype": dtype, **hub}
         if quantization == "nf4":
-            kwargs["quantization_config"] = _nf4_config(torch)
+            kwargs["quantization_config"] = _nf4_config()
         self.log.info(
             "loading %s from %s (revision %s, %s, quantization %s, %s)",
             self.name,
             self.model_id,
             s.revision,
-            dtype,
+            dtype_name(dtype),
             quantization,
-            self.device,
+            device,
         )
-        try:
-            pipe = FluxPipeline.from_pretrained(self.model_id, **kwargs)
-        except (OSError, ValueError) as exc:
-            raise ModelLoadError(
-                f"{self.name}: cannot load FluxPipeline from {self.model_id!r}: {exc}"
-            ) from exc
+        with load_errors(self.name, "FluxPipeline", source):
+            pipe = FluxPipeline.from_pretrained(source, **kwargs)
+        self.device = str(device)
         self.quantized = quantization == "nf4"
-        self._place(pipe)
-        if s.vae_tiling:
-            pipe.vae.enable_tiling()
-        if s.vae_slicing:
-            pipe.vae.enable_slicing()
+        place_pipeline(self.log, self.name, pipe, device, cpu_offload=s.cpu_offload)
+        configure_vae(pipe, s)
         pipe.set_progress_bar_config(disable=True)
         self.pipe = pipe
 
-    def _effective_quantization(self, dtype) -> str:
-        q = self.settings.quantization
-        if q not in ("none", "nf4", "auto"):
-            raise AdapterError(f"quantization: {self.name} supports none, nf4 or auto, not {q!r}")
-        if q == "auto":
-            return "nf4" if self.device == "cuda" else "none"
-        if q == "nf4" and self.device != "cuda":
-            self.log.warning(NF4_FALLBACK_MESSAGE, self.name, _dtype_name(dtype), self.device)
+    def _effective_quantization(self, device, dtype) -> str:
+        """The quantization to load with on ``device``: ``auto`` is nf4 on CUDA; nf4 falls back off CUDA."""
+        asked = self.settings.quantization
+        if asked not in ("none", "nf4", "auto"):
+            raise AdapterError(f"quantization: {self.name} supports none, nf4 or auto, not {asked!r}")
+        chosen = auto_quantization(self.log, self.name, asked, device, on_cuda="nf4")
+        if chosen == "nf4" and device.type != "cuda":
+            self.log.warning(NF4_FALLBACK_MESSAGE, self.name, dtype_name(dtype), device.type)
             return "none"
-        return q
-
-    def _place(self, pipe) -> None:
-        if self.device != "cuda":
-            if self.settings.cpu_offload:
-                self.log.info("%s: cpu_offload needs an accelerator; ignored on %s", self.name, self.device)
-            pipe.to(self.device)
-            return
-        if self.settings.cpu_offload:
-            pipe.enable_model_cpu_offload()
-        else:
-            pipe.to("cuda")
+        return chosen
 
     def _unload(self) -> None:
         self.pipe = None
         self.quantized = False
-        gc.collect()
-        _empty_cuda_cache()
+        free_memory()
 
     # -- generating ----------------------------------------------------------------------------------
 
@@ -172,11 +170,14 @@ class FluxSchnell(ImageModel):
     def describe(self) -> dict[str, Any]:
         info = super().describe()
         info["quantized_nf4"] = self.quantized
+        info["quantization_used"] = "nf4" if self.quantized else "none"
         return info
 
 
-def _nf4_config(torch):
-    """NF4 for the transformer (diffusers' bitsandbytes config) and the T5 encoder (transformers')."""
+def _nf4_config():
+    """NF4 with bf16 compute for the transformer (diffusers' bitsandbytes config) and the T5 encoder
+    (transformers')."""
+    import torch
     from diffusers import BitsAndBytesConfig as DiffusersBnb
     from diffusers import PipelineQuantizationConfig
     from transformers import BitsAndBytesConfig as TransformersBnb
@@ -185,33 +186,3 @@ def _nf4_config(torch):
     return PipelineQuantizationConfig(
         quant_mapping={"transformer": DiffusersBnb(**kw), "text_encoder_2": TransformersBnb(**kw)}
     )
-
-
-def _resolve_device(device: str, torch, adapter: str) -> str:
-    if device == "auto":
-        return "cuda" if torch.cuda.is_available() else "cpu"
-    if device == "cuda" and not torch.cuda.is_available():
-        raise ModelLoadError(f"device: {adapter} was asked for cuda, but torch sees no CUDA device")
-    if device not in ("cpu", "cuda"):
-        raise AdapterError(f"device: {adapter} runs on auto, cpu or cuda, not {device!r}")
-    return device
-
-
-def _resolve_dtype(dtype: str, device: str, torch, adapter: str):
-    table = {"bf16": torch.bfloat16, "fp16": torch.float16, "fp32": torch.float32}
-    if dtype == "auto":
-        return torch.bfloat16 if device == "cuda" else torch.float32
-    if dtype not in table:
-        raise AdapterError(f"dtype: {adapter} takes auto, bf16, fp16 or fp32, not {dtype!r}")
-    return table[dtype]
-
-
-def _dtype_name(dtype) -> str:
-    return str(dtype).removeprefix("torch.")
-
-
-def _empty_cuda_cache() -> None:
-    import torch
-
-    if torch.cuda.is_available():
-        torch.cuda.empty_cache()

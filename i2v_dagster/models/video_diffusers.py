@@ -11,9 +11,11 @@ Settings (:class:`~i2v_dagster.models.base.AdapterSettings`):
 - ``dtype``: ``auto`` is bf16 on CUDA and fp32 on CPU. CogVideoX refuses ``fp16`` (the 5B models overflow
   in fp16 and make NaN frames). Wan keeps its VAE in fp32, as its model card does.
 - ``device``: ``auto`` is CUDA when present, else CPU; ``cuda`` without CUDA is an :class:`AdapterError`.
-- ``quantization``: ``int8wo`` is torchao int8 weight-only on the transformer (CPU and CUDA). ``nf4`` is
-  bitsandbytes 4-bit on the transformer, CUDA only: without CUDA the adapter logs a warning and loads the
-  transformer unquantized (``describe()`` then reports ``quantization_used: none``).
+- ``quantization``: ``auto`` (the default) is ``int8wo`` on CUDA, for the large transformer, and ``none``
+  on CPU; the choice is logged and ``describe()["quantization_used"]`` reports it. ``int8wo`` is torchao
+  int8 weight-only on the transformer (CPU and CUDA). ``nf4`` is bitsandbytes 4-bit on the transformer,
+  CUDA only: without CUDA the adapter logs a warning and loads the transformer unquantized
+  (``quantization_used: none``).
 - ``cpu_offload``: ``enable_model_cpu_offload`` on CUDA (each module, the text encoders included, sits on
   the GPU only while it runs); ignored on CPU, with a log line.
 - ``vae_tiling`` / ``vae_slicing``: on the pipeline's VAE.
@@ -31,16 +33,26 @@ Options (``settings.options``):
 from __future__ import annotations
 
 import dataclasses
-import gc
-import json
-import os
 import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar, Self
 
 import numpy as np
 
-from i2v_dagster.errors import AdapterError, ModelLoadError
+from i2v_dagster.errors import AdapterError
+from i2v_dagster.models._torch import (
+    auto_quantization,
+    check_pipeline_folder,
+    configure_vae,
+    dtype_name,
+    free_memory,
+    hub_kwargs,
+    load_errors,
+    place_pipeline,
+    resolve_device,
+    resolve_dtype,
+    weights_source,
+)
 from i2v_dagster.models.base import AdapterSettings, ClipFrames, ClipRequest, StepProgress, VideoModel
 from i2v_dagster.models.constraints import SizeRule, VideoConstraints
 
@@ -52,8 +64,7 @@ if TYPE_CHECKING:
     from i2v_dagster.guardrails import Deadline
     from i2v_dagster.models.base import ProgressCallback
 
-_DTYPES = {"bf16": "bfloat16", "fp16": "float16", "fp32": "float32"}
-_QUANTIZATIONS = ("none", "int8wo", "nf4")
+_QUANTIZATIONS = ("auto", "none", "int8wo", "nf4")
 
 
 def _repo_files(models: tuple[str, ...], tokenizers: tuple[str, ...], processors: tuple[str, ...] = ()):
@@ -156,12 +167,12 @@ class DiffusersVideoModel(VideoModel):
         """An adapter around a pipeline built in memory (benchmarks, module placement), loaded: the settings'
         VAE tiling/slicing apply; dtype, device and quantization are the pipeline's own."""
         adapter = cls(settings, logger=logger)
-        adapter._configure_vae(pipe)
+        configure_vae(pipe, adapter.settings)
         pipe.set_progress_bar_config(disable=True)
         adapter.pipe = pipe
         adapter._used = {
             "source": "in-memory",
-            "dtype": _name_of(pipe.dtype),
+            "dtype": dtype_name(pipe.dtype),
         }
         adapter._loaded = True
         return adapter
@@ -173,18 +184,19 @@ class DiffusersVideoModel(VideoModel):
         import diffusers
         import torch
 
-        device = self._resolve_device(torch)
-        dtype = self._resolve_dtype(torch, device)
+        s = self.settings
+        device = resolve_device(self.name, s.device)
+        dtype = resolve_dtype(self.name, s.dtype, device, allow_fp16=self.fp16_ok, log=self.log)
         quantization, quant_name = self._quantization_config(device, dtype)
         started = time.monotonic()
         pipe = self._from_pretrained(getattr(diffusers, self.pipeline_class), dtype, quantization, torch)
-        self._configure_vae(pipe)
-        offloaded = self._place(pipe, device)
+        configure_vae(pipe, s)
+        offloaded = place_pipeline(self.log, self.name, pipe, device, cpu_offload=s.cpu_offload)
         pipe.set_progress_bar_config(disable=True)
         self.pipe = pipe
         self._used = {
-            "dtype": _name_of(dtype),
-            "vae_dtype": _name_of(pipe.vae.dtype),
+            "dtype": dtype_name(dtype),
+            "vae_dtype": dtype_name(pipe.vae.dtype),
             "device": str(device),
             "quantization_used": quant_name,
             "cpu_offload": offloaded,
@@ -194,42 +206,21 @@ class DiffusersVideoModel(VideoModel):
             "%s: loaded %s in %.1f s (%s)", self.name, self.model_id, time.monotonic() - started, self._used
         )
 
-    def _resolve_device(self, torch):
-        asked = self.settings.device
-        has_cuda = torch.cuda.is_available()
-        if asked == "auto":
-            return torch.device("cuda" if has_cuda else "cpu")
-        if asked != "cpu" and not asked.startswith("cuda"):
-            raise AdapterError(f"device: {self.name} runs on auto, cpu or cuda, got {asked!r}")
-        if asked.startswith("cuda") and not has_cuda:
-            raise AdapterError(f"device: {asked} was asked for {self.name}, but torch sees no CUDA device")
-        return torch.device(asked)
-
-    def _resolve_dtype(self, torch, device):
-        asked = self.settings.dtype
-        if asked == "auto":
-            chosen = "bf16" if device.type == "cuda" else "fp32"
-            self.log.info("%s: dtype auto -> %s on %s", self.name, chosen, device.type)
-        elif asked in _DTYPES:
-            chosen = asked
-        else:
-            raise AdapterError(f"dtype: {self.name} takes auto, bf16, fp16 or fp32, got {asked!r}")
-        if chosen == "fp16" and not self.fp16_ok:
-            raise AdapterError(
-                f"dtype: {self.name} overflows in fp16 (NaN frames); use bf16 (or fp32 on CPU)"
-            )
-        return getattr(torch, _DTYPES[chosen])
-
     def _quantization_config(self, device, dtype):
-        """(``PipelineQuantizationConfig`` for the transformer, or None; the quantization actually used)."""
+        """(``PipelineQuantizationConfig`` for the transformer, or None; the quantization actually used).
+
+        ``auto`` is ``int8wo`` on CUDA (the transformer is the large module) and ``none`` elsewhere."""
         asked = self.settings.quantization
         if asked not in _QUANTIZATIONS:
-            raise AdapterError(f"quantization: {self.name} takes none, int8wo or nf4, got {asked!r}")
-        if asked == "none":
+            raise AdapterError(
+                f"quantization: {self.name} takes none, int8wo or nf4 (or auto), got {asked!r}"
+            )
+        chosen = auto_quantization(self.log, self.name, asked, device, on_cuda="int8wo")
+        if chosen == "none":
             return None, "none"
         import diffusers
 
-        if asked == "int8wo":
+        if chosen == "int8wo":
             from torchao.quantization import Int8WeightOnlyConfig
 
             backend = diffusers.TorchAoConfig(Int8WeightOnlyConfig())
@@ -244,79 +235,25 @@ class DiffusersVideoModel(VideoModel):
             backend = diffusers.BitsAndBytesConfig(
                 load_in_4bit=True, bnb_4bit_quant_type="nf4", bnb_4bit_compute_dtype=dtype
             )
-        return diffusers.PipelineQuantizationConfig(quant_mapping={"transformer": backend}), asked
-
-    def _weights_source(self) -> tuple[str, bool]:
-        """(what to pass to ``from_pretrained``, whether it is a local folder); a missing folder raises."""
-        model = self.model_id
-        path = Path(model).expanduser()
-        if path.is_dir():
-            return str(path), True
-        looks_like_path = path.is_absolute() or model.startswith((".", "~")) or model.count("/") != 1
-        if looks_like_path or path.exists():
-            raise ModelLoadError(
-                f"model: {self.name} weights folder {model} does not exist (or is not a folder)"
-            )
-        return model, False
+        return diffusers.PipelineQuantizationConfig(quant_mapping={"transformer": backend}), chosen
 
     def _from_pretrained(self, pipeline_cls, dtype, quantization, torch):
-        source, local = self._weights_source()
+        source, local = weights_source(self.name, self.model_id)
         if local:
-            self._check_folder(Path(source))
+            check_pipeline_folder(self.name, Path(source), (self.pipeline_class, *self.accepts_pipelines))
         kwargs: dict[str, Any] = {
-            "dtype": {"default": dtype, "vae": torch.float32} if self.vae_fp32 else dtype
+            "dtype": {"default": dtype, "vae": torch.float32} if self.vae_fp32 else dtype,
+            **hub_kwargs(self.settings, local=local, default_revision=self.default_revision),
         }
         if quantization is not None:
             kwargs["quantization_config"] = quantization
-        if not local:
-            kwargs["revision"] = self.settings.revision or self.default_revision
-        if self.settings.cache_dir:
-            kwargs["cache_dir"] = self.settings.cache_dir
-        try:
+        with load_errors(self.name, self.pipeline_class, source):
             return pipeline_cls.from_pretrained(source, **kwargs)
-        except (OSError, ValueError) as exc:
-            hint = " (HF_HUB_OFFLINE is set: prefetch the weights first)" if _offline() else ""
-            raise ModelLoadError(f"model: {self.name} could not load {source!r}{hint}: {exc}") from exc
-
-    def _check_folder(self, folder: Path) -> None:
-        """A saved pipeline of a kind this adapter loads (a wrong folder fails deep inside diffusers)."""
-        index = folder / "model_index.json"
-        try:
-            saved = json.loads(index.read_text()).get("_class_name")
-        except (OSError, ValueError) as exc:
-            raise ModelLoadError(
-                f"model: {self.name} found no readable {index} (not a saved pipeline)"
-            ) from exc
-        accepted = (self.pipeline_class, *self.accepts_pipelines)
-        if saved not in accepted:
-            raise ModelLoadError(
-                f"model: {self.name} loads {' or '.join(accepted)}, but {index} holds a {saved}"
-            )
-
-    def _configure_vae(self, pipe) -> None:
-        if self.settings.vae_tiling:
-            pipe.vae.enable_tiling()
-        if self.settings.vae_slicing:
-            pipe.vae.enable_slicing()
-
-    def _place(self, pipe, device) -> bool:
-        """Move the pipeline to ``device``, or offload it; returns whether model CPU offload is on."""
-        if self.settings.cpu_offload:
-            if device.type == "cuda":
-                pipe.enable_model_cpu_offload(device=device)
-                return True
-            self.log.info("%s: cpu_offload ignored on %s (it needs an accelerator)", self.name, device.type)
-        pipe.to(device)
-        return False
 
     def _unload(self) -> None:
         self.pipe = None
         self._used = {}
-        gc.collect()
-        import torch
-
-        if torch.cuda.is_available():
-            torch.cuda.empty_cache()
+        free_memory()
 
     def describe(self) -> dict[str, Any]:
         return {**super().describe(), **self._used}
@@ -397,14 +334,6 @@ class DiffusersVideoModel(VideoModel):
             raise
         finally:
             hook.remove()
-
-
-def _name_of(dtype) -> str:
-    return str(dtype).removeprefix("torch.")
-
-
-def _offline() -> bool:
-    return os.environ.get("HF_HUB_OFFLINE", "").strip().lower() in {"1", "true", "yes", "on"}
 
 
 class _CogVideoX(DiffusersVideoModel):

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import logging
 
 import numpy as np
 import pytest
@@ -160,10 +161,31 @@ def test_missing_folder_is_a_model_load_error_naming_it(tmp_path):
     assert not adapter.is_loaded
 
 
+def test_auto_quantization_loads_plain_weights_without_a_warning(tiny_folder, caplog):
+    if torch.cuda.is_available():
+        pytest.skip("checks the CPU choice")
+    adapter = BarkSpeech(_settings(tiny_folder))
+    assert adapter.settings.quantization == "auto"  # the default
+    with caplog.at_level(logging.INFO):
+        adapter.load()
+    assert not [r for r in caplog.records if r.levelno >= logging.WARNING]
+    assert "bark: dtype auto -> fp32 on cpu" in caplog.text
+    assert adapter.describe()["quantization_used"] == "none"
+    assert {p.dtype for p in adapter.model.parameters()} == {torch.float32}
+    adapter.unload()
+
+
 def test_quantization_is_refused_naming_the_setting(tiny_folder):
     adapter = BarkSpeech(AdapterSettings(model=str(tiny_folder), quantization="nf4"))
     with pytest.raises(AdapterError, match="quantization: bark supports none, not 'nf4'"):
         adapter.load()
+
+
+def test_bad_dtype_is_refused_naming_the_setting(tiny_folder):
+    adapter = BarkSpeech(AdapterSettings(model=str(tiny_folder), dtype="fp8"))
+    with pytest.raises(AdapterError, match="dtype: bark takes auto, bf16, fp16 or fp32, got 'fp8'"):
+        adapter.load()
+    assert not adapter.is_loaded and adapter.model is None
 
 
 def test_empty_text_is_refused_before_loading(tiny_folder):

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
+import logging
 import math
 import shutil
 import weakref
@@ -11,7 +13,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-pytest.importorskip("torch")
+torch = pytest.importorskip("torch")
 
 from i2v_dagster.models._compat import ensure_torch_stack  # noqa: E402
 
@@ -224,6 +226,28 @@ def test_weights_in_the_hub_cache_are_found_offline(monkeypatch, tmp_path):
     assert scorer_availability(AdapterSettings(options={"models": ["ViT-B-32"]})) is None
 
 
+def test_auto_quantization_is_plain_and_not_logged_other_values_are(tiny_settings, caplog):
+    if torch.cuda.is_available():
+        pytest.skip("checks the CPU choices")
+    auto = dataclasses.replace(tiny_settings, device="auto", dtype="auto")
+    assert auto.quantization == "auto"  # the default
+    ignored = ["clip: quantization 'nf4' is not used by this scorer"]
+    for quantization, logged in (("auto", []), ("none", []), ("nf4", ignored)):
+        adapter = ClipScorer(dataclasses.replace(auto, quantization=quantization))
+        caplog.clear()
+        with caplog.at_level(logging.INFO):
+            adapter.load()
+        try:
+            said = [r.getMessage() for r in caplog.records if "quantization" in r.getMessage()]
+            assert said == logged
+            assert "clip: dtype auto -> fp32 on cpu" in caplog.text
+            assert adapter.describe()["quantization_used"] == "none"
+            params = [p for loaded in adapter.models.values() for p in loaded.model.parameters()]
+            assert {(p.dtype, p.device.type) for p in params} == {(torch.float32, "cpu")}
+        finally:
+            adapter.unload()
+
+
 def test_unload_releases_the_models(tiny_settings):
     adapter = ClipScorer(tiny_settings)
     adapter.load()
@@ -240,6 +264,10 @@ def test_configuration_errors_name_the_problem(tiny_settings, tmp_path):
         ClipScorer(AdapterSettings(model=str(tmp_path / "w.safetensors"))).load()
     with pytest.raises(AdapterError, match="open_clip tag of ViT-B-32"):
         scorer_availability(AdapterSettings(options={"models": ["ViT-B-32"], "pretrained": "no_such_tag"}))
+    with pytest.raises(AdapterError, match="device: clip runs on auto, cpu or cuda, got 'tpu'"):
+        ClipScorer(dataclasses.replace(tiny_settings, device="tpu")).load()
+    with pytest.raises(AdapterError, match="dtype: clip takes auto, bf16, fp16 or fp32, got 'fp8'"):
+        ClipScorer(dataclasses.replace(tiny_settings, dtype="fp8")).load()
     with pytest.raises(AdapterError, match="not an open_clip architecture"):
         scorer_availability(
             AdapterSettings(options={"models": ["ViT-Nope"], "pretrained": str(Path(__file__))})

@@ -121,13 +121,26 @@ def test_nf4_without_cuda_falls_back_to_plain_weights_with_a_log_line(tiny_folde
 
 
 def test_auto_quantization_is_plain_on_cpu_without_a_warning(tiny_folder, caplog):
-    adapter = FluxSchnell(AdapterSettings(model=str(tiny_folder), quantization="auto"))
-    with caplog.at_level(logging.WARNING):
+    if torch.cuda.is_available():
+        pytest.skip("checks the CPU choice")
+    adapter = FluxSchnell(AdapterSettings(model=str(tiny_folder)))
+    assert adapter.settings.quantization == "auto"  # the default
+    with caplog.at_level(logging.INFO):
         adapter.load()
-    assert not [r for r in caplog.records if "NF4" in r.getMessage()]
+    assert not [r for r in caplog.records if r.levelno >= logging.WARNING]
+    assert "flux_schnell: quantization auto -> none on cpu" in caplog.text
     assert adapter.quantized is False and adapter.device == "cpu"
+    assert adapter.describe()["quantization_used"] == "none"
     assert adapter.pipe.transformer.dtype == torch.float32  # dtype auto is fp32 on CPU
     adapter.unload()
+
+
+def test_auto_quantization_is_nf4_on_cuda(caplog):
+    """The CUDA choice, made without loading."""
+    adapter = FluxSchnell(AdapterSettings())
+    with caplog.at_level(logging.INFO):
+        assert adapter._effective_quantization(torch.device("cuda"), torch.bfloat16) == "nf4"
+    assert "flux_schnell: quantization auto -> nf4 on cuda" in caplog.text
 
 
 def test_int8wo_is_refused_naming_the_setting(tiny_folder):
@@ -137,6 +150,28 @@ def test_int8wo_is_refused_naming_the_setting(tiny_folder):
     ):
         adapter.load()
     assert not adapter.is_loaded
+
+
+@pytest.mark.parametrize(
+    ("settings", "message"),
+    [
+        ({"device": "tpu"}, "device: flux_schnell runs on auto, cpu or cuda, got 'tpu'"),
+        ({"dtype": "fp8"}, "dtype: flux_schnell takes auto, bf16, fp16 or fp32, got 'fp8'"),
+    ],
+)
+def test_bad_device_or_dtype_is_refused_naming_the_setting(tiny_folder, settings, message):
+    adapter = FluxSchnell(AdapterSettings(model=str(tiny_folder), **settings))
+    with pytest.raises(AdapterError, match=message):
+        adapter.load()
+    assert not adapter.is_loaded and adapter.pipe is None
+
+
+def test_cuda_without_cuda_is_refused_naming_the_setting(tiny_folder):
+    if torch.cuda.is_available():
+        pytest.skip("needs a machine without CUDA")
+    adapter = FluxSchnell(AdapterSettings(model=str(tiny_folder), device="cuda"))
+    with pytest.raises(AdapterError, match="device: cuda was asked for flux_schnell, but torch sees no CUDA"):
+        adapter.load()
 
 
 def test_missing_folder_is_a_model_load_error_naming_it(tmp_path):

@@ -218,11 +218,43 @@ def test_auto_dtype_device_and_cpu_offload_on_cpu(tiny_folder, caplog):
     with caplog.at_level(logging.INFO):
         adapter.load()
     assert "dtype auto -> fp32 on cpu" in caplog.text
-    assert "cpu_offload ignored on cpu" in caplog.text
+    assert "hunyuan_i2v: cpu_offload needs an accelerator; ignored on cpu" in caplog.text
     described = adapter.describe()
     assert (described["dtype"], described["device"], described["cpu_offload"]) == ("float32", "cpu", False)
     assert adapter.pipe.transformer.dtype == torch.float32
     adapter.unload()
+
+
+def test_auto_quantization_is_none_on_cpu_and_says_so(tiny_folder, caplog):
+    if torch.cuda.is_available():
+        pytest.skip("checks the CPU choice")
+    adapter = build_adapter("wan22_ti2v_5b", AdapterSettings(model=tiny_folder("wan22_ti2v_5b")))
+    assert adapter.settings.quantization == "auto"  # the default
+    with caplog.at_level(logging.INFO):
+        adapter.load()
+    assert "wan22_ti2v_5b: quantization auto -> none on cpu" in caplog.text
+    assert not [r for r in caplog.records if r.levelno >= logging.WARNING]
+    described = adapter.describe()
+    assert (described["quantization"], described["quantization_used"]) == ("auto", "none")
+    assert type(adapter.pipe.transformer.blocks[0].attn1.to_q.weight) is torch.nn.Parameter
+    adapter.unload()
+
+
+def test_auto_quantization_is_int8wo_for_the_transformer_on_cuda(caplog):
+    """The CUDA choice, made without loading: a torchao int8 weight-only config for the transformer only."""
+    import diffusers
+    from torchao.quantization import Int8WeightOnlyConfig
+
+    adapter = build_adapter("cogvideox_5b_i2v", AdapterSettings(quantization="auto"))
+    with caplog.at_level(logging.INFO):
+        config, used = adapter._quantization_config(torch.device("cuda"), torch.bfloat16)
+    assert used == "int8wo"
+    assert "cogvideox_5b_i2v: quantization auto -> int8wo on cuda" in caplog.text
+    assert set(config.quant_mapping) == {"transformer"}
+    backend = config.quant_mapping["transformer"]
+    assert isinstance(backend, diffusers.TorchAoConfig)
+    assert isinstance(backend.quant_type, Int8WeightOnlyConfig)
+    assert adapter._quantization_config(torch.device("cpu"), torch.float32) == (None, "none")
 
 
 def test_wan_keeps_its_vae_in_fp32(tiny_folder):

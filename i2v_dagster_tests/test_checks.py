@@ -10,6 +10,8 @@ import pytest
 
 from i2v_dagster_tests.helpers import mock_spec, render
 
+pytestmark = pytest.mark.slow  # each test renders whole videos
+
 
 @pytest.fixture()
 def instance():

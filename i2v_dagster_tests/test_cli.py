@@ -46,6 +46,7 @@ def test_adapters_lists_every_role(capsys):
         assert name in out
 
 
+@pytest.mark.slow
 def test_run_renders_into_the_dagster_home(capsys, tmp_path):
     import os
 

@@ -16,6 +16,8 @@ from i2v_dagster.media.audio import wav_duration
 from i2v_dagster.media.video import probe, read_frames
 from i2v_dagster_tests.helpers import materialize_clip, mock_spec, render, step_failure_message
 
+pytestmark = pytest.mark.slow  # each test renders whole videos
+
 
 @pytest.fixture()
 def instance():

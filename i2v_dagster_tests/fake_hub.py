@@ -18,12 +18,13 @@ from __future__ import annotations
 
 import hashlib
 import json
-import sys
 import threading
 import time
 from dataclasses import dataclass, field
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from urllib.parse import parse_qs, unquote, urlsplit
+
+from i2v_dagster_tests.loopback import LoopbackServer
 
 LFS_SUFFIXES = (".safetensors", ".bin", ".pt", ".pth", ".ckpt", ".gguf", ".onnx", ".msgpack", ".h5")
 
@@ -88,8 +89,10 @@ def _file_entry(name: str, data: bytes) -> dict:
     return entry
 
 
-class FakeHub:
+class FakeHub(LoopbackServer):
     """Run with ``with FakeHub([...]) as hub:``; point ``endpoint=hub.url`` (or ``HF_ENDPOINT``) at it."""
+
+    thread_name = "fake-hub"
 
     def __init__(self, repos: list[FakeRepo], *, token: str | None = None, delay_s: float = 0.0) -> None:
         self.repos = {repo.repo_id: repo for repo in repos}
@@ -98,40 +101,6 @@ class FakeHub:
         self.delay_s = delay_s
         self.requests: list[RecordedRequest] = []
         self._lock = threading.Lock()
-        self._server: ThreadingHTTPServer | None = None
-        self._thread: threading.Thread | None = None
-
-    # lifecycle ------------------------------------------------------------------------------------------
-    def start(self) -> FakeHub:
-        hub = self
-
-        class Handler(_HubHandler):
-            fake = hub
-
-        self._server = _Server(("127.0.0.1", 0), Handler)
-        self._thread = threading.Thread(
-            target=self._server.serve_forever, kwargs={"poll_interval": 0.05}, name="fake-hub", daemon=True
-        )
-        self._thread.start()
-        return self
-
-    def stop(self) -> None:
-        if self._server is not None:
-            self._server.shutdown()
-            self._server.server_close()
-            self._server = None
-
-    def __enter__(self) -> FakeHub:
-        return self.start()
-
-    def __exit__(self, *exc) -> None:
-        self.stop()
-
-    @property
-    def url(self) -> str:
-        assert self._server is not None, "the fake hub is not running"
-        host, port = self._server.server_address[:2]
-        return f"http://{host}:{port}"
 
     # what tests look at ---------------------------------------------------------------------------------
     def record(self, request: RecordedRequest) -> None:
@@ -144,17 +113,11 @@ class FakeHub:
         return [r for r in found if repo_id is None or r.path.startswith(f"/{repo_id}/resolve/")]
 
 
-class _Server(ThreadingHTTPServer):
-    daemon_threads = True
-
-    def handle_error(self, request, client_address) -> None:
-        """A client that gave up (a test's time bound) is expected; anything else is printed as usual."""
-        if not isinstance(sys.exc_info()[1], ConnectionError):
-            super().handle_error(request, client_address)
-
-
 class _HubHandler(BaseHTTPRequestHandler):
-    fake: FakeHub  # set on the subclass made by FakeHub.start()
+    @property
+    def fake(self) -> FakeHub:
+        return self.server.fake
+
     server_version = "FakeHub/1.0"
 
     def log_message(self, format, *args) -> None:  # keep test output (and captured logs) quiet
@@ -325,3 +288,6 @@ class _HubHandler(BaseHTTPRequestHandler):
 
 def _flag(query: dict[str, list[str]], name: str) -> bool:
     return query.get(name, ["false"])[-1].lower() in ("1", "true")
+
+
+FakeHub.handler = _HubHandler

@@ -18,8 +18,10 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from typing import Any
+
+from i2v_dagster_tests.loopback import LoopbackServer
 
 Reply = str | Callable[[dict[str, Any]], str]
 
@@ -45,7 +47,7 @@ def script_reply(num_scenes: int, subject: str = "a lighthouse keeper") -> str:
 
 
 class _Handler(BaseHTTPRequestHandler):
-    server: _Server
+    server: Any  # the running loopback server; its `fake` is the FakeOllama
 
     def log_message(self, format: str, *args: Any) -> None:  # keep test output quiet
         return
@@ -111,14 +113,11 @@ class _Handler(BaseHTTPRequestHandler):
         )
 
 
-class _Server(ThreadingHTTPServer):
-    daemon_threads = True
-    block_on_close = False
-    fake: FakeOllama
-
-
-class FakeOllama:
+class FakeOllama(LoopbackServer):
     """A running fake Ollama server while used as a context manager (``url`` is its address)."""
+
+    handler = _Handler
+    thread_name = "fake-ollama"
 
     def __init__(
         self,
@@ -134,16 +133,6 @@ class FakeOllama:
         self.delay_s = delay_s
         self.requests: list[RecordedRequest] = []
         self._lock = threading.Lock()
-        self._server: _Server | None = None
-        self._thread: threading.Thread | None = None
-        self._url: str | None = None
-
-    @property
-    def url(self) -> str:
-        """The server's address (kept after ``stop()``, when nothing listens there any more)."""
-        if self._url is None:
-            raise RuntimeError("the fake Ollama server was never started")
-        return self._url
 
     @property
     def chat_requests(self) -> list[RecordedRequest]:
@@ -152,26 +141,3 @@ class FakeOllama:
     def _record(self, request: RecordedRequest) -> None:
         with self._lock:
             self.requests.append(request)
-
-    def start(self) -> FakeOllama:
-        self._server = _Server(("127.0.0.1", 0), _Handler)
-        self._server.fake = self
-        self._url = f"http://127.0.0.1:{self._server.server_port}"
-        self._thread = threading.Thread(target=self._server.serve_forever, name="fake-ollama", daemon=True)
-        self._thread.start()
-        return self
-
-    def stop(self) -> None:
-        if self._server is not None:
-            self._server.shutdown()
-            self._server.server_close()
-            self._server = None
-        if self._thread is not None:
-            self._thread.join(timeout=5)
-            self._thread = None
-
-    def __enter__(self) -> FakeOllama:
-        return self.start()
-
-    def __exit__(self, *exc_info: object) -> None:
-        self.stop()

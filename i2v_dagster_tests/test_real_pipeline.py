@@ -9,18 +9,7 @@ import pytest
 pytest.importorskip("torch")
 pytest.importorskip("diffusers")
 
-pytestmark = [pytest.mark.models, pytest.mark.slow]
-
-
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    """Tiny models run fastest on one thread on a small shared machine."""
-    import torch
-
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = [pytest.mark.models, pytest.mark.slow, pytest.mark.usefixtures("one_torch_thread")]
 
 
 @pytest.fixture(scope="module")

@@ -22,22 +22,13 @@ from i2v_dagster.models.registry import get_adapter_info  # noqa: E402
 from i2v_dagster_tests.models.contract import assert_unload_releases  # noqa: E402
 from i2v_dagster_tests.models.tiny_bark import SAMPLE_RATE, VOICE_PRESET, save_tiny_bark  # noqa: E402
 
-pytestmark = pytest.mark.models
+pytestmark = [pytest.mark.models, pytest.mark.usefixtures("one_torch_thread")]
 
 FAST = {"max_semantic_tokens": 16}
 """16 semantic tokens per piece: about 0.3 s of audio, a fraction of a second on CPU."""
 ONE = "A red car drives down the road."
 TWO = ONE + " The sun sets over the sea."
 THREE = TWO + " A dog runs along the beach."
-
-
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    """Tiny modules run faster on one thread than on two contended ones."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
 
 
 @pytest.fixture(scope="module")

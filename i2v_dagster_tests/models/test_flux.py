@@ -21,18 +21,9 @@ from i2v_dagster.models.registry import build_adapter, get_adapter_info  # noqa:
 from i2v_dagster_tests.models.contract import assert_unload_releases  # noqa: E402
 from i2v_dagster_tests.models.tiny_flux import save_tiny_flux  # noqa: E402
 
-pytestmark = pytest.mark.models
+pytestmark = [pytest.mark.models, pytest.mark.usefixtures("one_torch_thread")]
 
 PROMPT = "a red car on a road at sunset"
-
-
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    """Tiny modules run faster on one thread than on two contended ones."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
 
 
 @pytest.fixture(scope="module")

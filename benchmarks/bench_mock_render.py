@@ -24,17 +24,26 @@ from i2v_dagster.jobs import render_video_job
 
 def spec_for(n: int, outputs: Path, width: int, height: int) -> dict:
     return {
-        "name": f"bench-{n}", "seed": 1, "fps": 24, "width": width, "height": height, "max_clip_frames": 24,
-        "outputs_root": str(outputs), "models": {"speech": {"adapter": "none"}},
+        "name": f"bench-{n}",
+        "seed": 1,
+        "fps": 24,
+        "width": width,
+        "height": height,
+        "max_clip_frames": 24,
+        "outputs_root": str(outputs),
+        "models": {"speech": {"adapter": "none"}},
         "scenes": [{"visual_prompt": f"scene {i}", "duration_s": 1.0} for i in range(n)],
     }
 
 
 def run_once(instance: dg.DagsterInstance, spec: dict) -> dict:
     started = time.monotonic()
-    result = dg.execute_job(dg.reconstructable(render_video_job), instance=instance,
-                            run_config={"ops": {"script": {"config": spec}}},
-                            tags={"dagster/partition": spec["name"]})
+    result = dg.execute_job(
+        dg.reconstructable(render_video_job),
+        instance=instance,
+        run_config={"ops": {"script": {"config": spec}}},
+        tags={"dagster/partition": spec["name"]},
+    )
     wall = time.monotonic() - started
     assert result.success, f"run for {spec['name']} failed"
     steps = {s.step_key: s.end_time - s.start_time for s in instance.get_run_step_stats(result.run_id)}
@@ -59,7 +68,9 @@ def main() -> None:
     finally:
         shutil.rmtree(workdir, ignore_errors=True)
     print(f"render_video on mock models, {width}x{height}, 24 frames per clip, in-process executor")
-    print(f"{'clips':>5} {'run wall s':>10} {'clips step s':>12} {'s/clip':>7} {'fixed s':>8}   other steps (s)")
+    print(
+        f"{'clips':>5} {'run wall s':>10} {'clips step s':>12} {'s/clip':>7} {'fixed s':>8}   other steps (s)"
+    )
     for n, wall, clips_s, per_clip, fixed, steps in rows:
         others = ", ".join(f"{k} {v:.2f}" for k, v in steps.items() if k != "clips")
         print(f"{n:>5} {wall:>10.2f} {clips_s:>12.2f} {per_clip:>7.3f} {fixed:>8.2f}   {others}")

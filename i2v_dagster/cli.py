@@ -1,8 +1,8 @@
 """`i2v`: what Dagster does not do. `validate`, `doctor`, `adapters`, `home`, `run`.
 
-    i2v validate jobs/example_mock.yaml --set seed=7 --set fps=12
-    i2v doctor
-    i2v run jobs/example_mock.yaml          # render_video in this process, project-local DAGSTER_HOME
+i2v validate jobs/example_mock.yaml --set seed=7 --set fps=12
+i2v doctor
+i2v run jobs/example_mock.yaml          # render_video in this process, project-local DAGSTER_HOME
 """
 
 from __future__ import annotations
@@ -41,10 +41,14 @@ def cmd_validate(args: argparse.Namespace) -> int:
     video = get_adapter_info(spec.models.video.adapter)
     per_clip = spec.max_clip_frames or video.constraints_for(spec.models.video.settings()).usable_frames
     print(f"ok: {args.spec} is a valid spec for video {spec.name!r}")
-    print(f"  scenes: {len(spec.scenes)}  fps: {spec.fps}  size: {spec.width}x{spec.height}  seed: {spec.seed}")
-    print(f"  models: " + ", ".join(f"{r}={c['adapter']}" for r, c in spec.models.model_dump().items()))
-    print(f"  at most {per_clip} frames per clip; chain mode {spec.chain_mode}; "
-          f"clip limit {spec.clip_time_limit_s:g} s")
+    print(
+        f"  scenes: {len(spec.scenes)}  fps: {spec.fps}  size: {spec.width}x{spec.height}  seed: {spec.seed}"
+    )
+    print("  models: " + ", ".join(f"{r}={c['adapter']}" for r, c in spec.models.model_dump().items()))
+    print(
+        f"  at most {per_clip} frames per clip; chain mode {spec.chain_mode}; "
+        f"clip limit {spec.clip_time_limit_s:g} s"
+    )
     if args.json:
         print(json.dumps(spec.model_dump(), indent=2))
     return 0
@@ -52,7 +56,7 @@ def cmd_validate(args: argparse.Namespace) -> int:
 
 def _doctor_lines() -> list[tuple[str, bool | None, str]]:
     lines: list[tuple[str, bool | None, str]] = []
-    from i2v_dagster.media.ffmpeg import find_ffmpeg, find_ffprobe, ffmpeg_version
+    from i2v_dagster.media.ffmpeg import ffmpeg_version, find_ffmpeg, find_ffprobe
 
     try:
         tool = find_ffmpeg()
@@ -63,8 +67,14 @@ def _doctor_lines() -> list[tuple[str, bool | None, str]]:
         with tempfile.TemporaryDirectory() as tmp:
             out = encode_frames(np.zeros((2, 16, 16, 3), dtype=np.uint8), Path(tmp) / "t.mp4", fps=2)
             frames = probe(out).video.frames
-        lines.append(("ffmpeg", True, f"{tool.path} ({tool.source}); {ffmpeg_version(tool.path)}; "
-                                      f"H.264 encode ok ({frames} frames)"))
+        lines.append(
+            (
+                "ffmpeg",
+                True,
+                f"{tool.path} ({tool.source}); {ffmpeg_version(tool.path)}; "
+                f"H.264 encode ok ({frames} frames)",
+            )
+        )
     except I2VError as exc:
         lines.append(("ffmpeg", False, str(exc).splitlines()[0]))
     probe_tool = find_ffprobe()
@@ -74,7 +84,8 @@ def _doctor_lines() -> list[tuple[str, bool | None, str]]:
 
         cuda = torch.cuda.is_available()
         detail = f"torch {torch.__version__}; CUDA " + (
-            f"available: {torch.cuda.get_device_name(0)}" if cuda else "not available (CPU only)")
+            f"available: {torch.cuda.get_device_name(0)}" if cuda else "not available (CPU only)"
+        )
         lines.append(("torch", True, detail))
     except ImportError:
         lines.append(("torch", None, "not installed (mock models only; pip install -e '.[models]')"))
@@ -84,8 +95,14 @@ def _doctor_lines() -> list[tuple[str, bool | None, str]]:
     probe_dir = cache if cache.exists() else next((p for p in cache.parents if p.exists()), Path("/"))
     free = shutil.disk_usage(probe_dir).free / 1e9
     token = "set" if os.environ.get("HF_TOKEN") else "not set"
-    lines.append(("hf cache", True, f"{cache} ({'exists' if cache.exists() else 'not created yet'}); "
-                                    f"{free:.1f} GB free; HF_TOKEN {token}"))
+    lines.append(
+        (
+            "hf cache",
+            True,
+            f"{cache} ({'exists' if cache.exists() else 'not created yet'}); "
+            f"{free:.1f} GB free; HF_TOKEN {token}",
+        )
+    )
     try:
         from i2v_dagster.models.ollama_writer import ollama_status
 
@@ -94,8 +111,15 @@ def _doctor_lines() -> list[tuple[str, bool | None, str]]:
     except ImportError as exc:
         lines.append(("ollama", None, f"client not installed ({exc.name})"))
     home = os.environ.get("DAGSTER_HOME")
-    lines.append(("dagster", True if home else None, f"DAGSTER_HOME={home}" if home else
-                  "DAGSTER_HOME not set: the CLI would use a temporary instance (run `i2v home`)"))
+    lines.append(
+        (
+            "dagster",
+            True if home else None,
+            f"DAGSTER_HOME={home}"
+            if home
+            else "DAGSTER_HOME not set: the CLI would use a temporary instance (run `i2v home`)",
+        )
+    )
     return lines
 
 

@@ -30,13 +30,23 @@ def launchpad_config(partition_key: str) -> dict[str, Any]:
                 data = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
             except yaml.YAMLError:
                 continue
-            spec = (data.get("ops") or {}).get("script", {}).get("config", {}) if isinstance(data, dict) else {}
+            spec = (
+                (data.get("ops") or {}).get("script", {}).get("config", {}) if isinstance(data, dict) else {}
+            )
             if isinstance(spec, dict) and spec.get("name") == partition_key:
                 return data
-    return {"ops": {"script": {"config": {
-        "name": partition_key,
-        "scenes": [{"narration": "Describe the scene here.", "visual_prompt": "a lighthouse at dawn"}],
-    }}}}
+    return {
+        "ops": {
+            "script": {
+                "config": {
+                    "name": partition_key,
+                    "scenes": [
+                        {"narration": "Describe the scene here.", "visual_prompt": "a lighthouse at dawn"}
+                    ],
+                }
+            }
+        }
+    }
 
 
 render_video = dg.define_asset_job(

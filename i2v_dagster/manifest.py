@@ -67,14 +67,16 @@ def check_results(instance: dg.DagsterInstance, run_id: str) -> list[dict[str, A
     records = instance.get_records_for_run(run_id, of_type=dg.DagsterEventType.ASSET_CHECK_EVALUATION).records
     for rec in records:
         ev = rec.event_log_entry.dagster_event.event_specific_data
-        out.append({
-            "asset": ev.asset_key.to_user_string(),
-            "check": ev.check_name,
-            "passed": ev.passed,
-            "severity": ev.severity.value if ev.severity else None,
-            "partition": ev.partition,
-            "metadata": {k: _md_value(v) for k, v in ev.metadata.items()},
-        })
+        out.append(
+            {
+                "asset": ev.asset_key.to_user_string(),
+                "check": ev.check_name,
+                "passed": ev.passed,
+                "severity": ev.severity.value if ev.severity else None,
+                "partition": ev.partition,
+                "metadata": {k: _md_value(v) for k, v in ev.metadata.items()},
+            }
+        )
     return out
 
 
@@ -102,8 +104,13 @@ def build_manifest(
             )
             materializations += [_materialization(r) for r in result.records]
     step_stats = [
-        {"step": s.step_key, "status": s.status.value if s.status else None,
-         "seconds": round((s.end_time or 0) - (s.start_time or 0), 3) if s.end_time and s.start_time else None}
+        {
+            "step": s.step_key,
+            "status": s.status.value if s.status else None,
+            "seconds": round((s.end_time or 0) - (s.start_time or 0), 3)
+            if s.end_time and s.start_time
+            else None,
+        }
         for s in instance.get_run_step_stats(run_id)
     ]
     manifest = {
@@ -119,8 +126,10 @@ def build_manifest(
         "steps": step_stats,
         "materializations": materializations,
         "checks": check_results(instance, run_id),
-        "files": {name: {"sha256": sha256_file(path), "bytes": path.stat().st_size}
-                  for name, path in sorted(files.items())},
+        "files": {
+            name: {"sha256": sha256_file(path), "bytes": path.stat().st_size}
+            for name, path in sorted(files.items())
+        },
         "hf_cache": hf_cache_locations(),
     }
     secrets = [v for k, v in os.environ.items() if k in ("HF_TOKEN", "HUGGING_FACE_HUB_TOKEN") and v]

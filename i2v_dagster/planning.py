@@ -44,7 +44,11 @@ class Timeline:
         return self.total_frames / self.fps
 
     def to_dict(self) -> dict:
-        return {"fps": self.fps, "scenes": [asdict(s) for s in self.scenes], "clips": [asdict(c) for c in self.clips]}
+        return {
+            "fps": self.fps,
+            "scenes": [asdict(s) for s in self.scenes],
+            "clips": [asdict(c) for c in self.clips],
+        }
 
     @classmethod
     def from_dict(cls, data: dict) -> Timeline:
@@ -68,7 +72,7 @@ def split_frames(total: int, max_per_clip: int) -> list[int]:
 
 
 def plan_timeline(durations: list[float], *, fps: int, max_clip_frames: int, clip_seed) -> Timeline:
-    """Scenes get ``ceil(duration * fps)`` frames; each scene is split into clips of at most ``max_clip_frames``."""
+    """Scenes get ``ceil(duration * fps)`` frames; each is split into clips of at most ``max_clip_frames``."""
     scenes: list[ScenePlan] = []
     clips: list[ClipPlan] = []
     start = 0
@@ -78,8 +82,16 @@ def plan_timeline(durations: list[float], *, fps: int, max_clip_frames: int, cli
         clip_start = start
         for j, n in enumerate(split_frames(frames, max_clip_frames)):
             idx = len(clips)
-            clips.append(ClipPlan(index=idx, scene=s, frames=n, start_frame=clip_start,
-                                  first_of_scene=j == 0, seed=clip_seed(idx)))
+            clips.append(
+                ClipPlan(
+                    index=idx,
+                    scene=s,
+                    frames=n,
+                    start_frame=clip_start,
+                    first_of_scene=j == 0,
+                    seed=clip_seed(idx),
+                )
+            )
             clip_start += n
         start += frames
     return Timeline(fps=fps, scenes=scenes, clips=clips)

@@ -56,8 +56,9 @@ class ModelChoice(dg.Config):
     dtype: Literal["auto", "bf16", "fp16", "fp32"] = Field("auto", description="Weight dtype.")
     quantization: Literal["auto", "none", "int8wo", "nf4"] = Field(
         "auto",
-        description="auto: the adapter's choice (NF4 for FLUX, int8wo for video transformers on CUDA; none on "
-        "CPU); int8wo: torchao int8 weight-only; nf4: bitsandbytes 4-bit (CUDA only); none: full precision.",
+        description="auto: the adapter's choice (NF4 for FLUX, int8wo for video transformers on CUDA; "
+        "none on CPU); int8wo: torchao int8 weight-only; nf4: bitsandbytes 4-bit (CUDA only); "
+        "none: full precision.",
     )
     device: Literal["auto", "cpu", "cuda"] = Field("auto", description="auto: CUDA when present.")
     cpu_offload: bool = Field(False, description="Model CPU offload (needs an accelerator).")
@@ -92,11 +93,12 @@ class Models(dg.Config):
     )
     video: ModelChoice = Field(
         default=ModelChoice(adapter="mock_video"),
-        description="Clips: `mock_video`, `cogvideox_5b_i2v`, `cogvideox15_5b_i2v`, `wan22_ti2v_5b`, `hunyuan_i2v`.",
+        description="Clips: `mock_video`, `cogvideox_5b_i2v`, `cogvideox15_5b_i2v`, `wan22_ti2v_5b`, "
+        "`hunyuan_i2v`.",
     )
     scorer: ModelChoice = Field(
         default=ModelChoice(adapter="none"),
-        description="Prompt-fidelity scorer: `clip` (open_clip ViT-B-32 and ViT-L-14); `none` for no scoring.",
+        description="Prompt-fidelity scorer: `clip` (open_clip ViT-B-32 and ViT-L-14); `none`: no scoring.",
     )
 
 
@@ -104,7 +106,10 @@ class Checks(dg.Config):
     """Thresholds of the asset checks (see the README's verification section)."""
 
     min_motion: float = Field(
-        0.05, ge=0, le=1, description="Motion score at least: median over frame pairs of the fraction of pixels that change."
+        0.05,
+        ge=0,
+        le=1,
+        description="Motion score at least: median over frame pairs of the fraction of pixels that change.",
     )
     max_seam_ratio: float = Field(
         3.0, gt=0, description="Seam difference / typical in-clip frame difference, at most."
@@ -126,9 +131,13 @@ class JobSpec(dg.Config):
     )
     brief: str = Field("", description="What the video is about (for a script writer that writes scenes).")
     subject: str = Field("", description="Who or what the video is about (goes into every keyframe prompt).")
-    scenes: list[Scene] = Field(default_factory=list, description="The scenes (empty: the script writer writes them).")
+    scenes: list[Scene] = Field(
+        default_factory=list, description="The scenes (empty: the script writer writes them)."
+    )
     num_scenes: int = Field(3, ge=1, le=100, description="Scenes to ask a script writer for.")
-    seed: int = Field(0, ge=0, le=MAX_SEED, description="One seed for every keyframe; clip seeds derive from it.")
+    seed: int = Field(
+        0, ge=0, le=MAX_SEED, description="One seed for every keyframe; clip seeds derive from it."
+    )
     fps: int = Field(24, gt=0, le=120, description="Frames per second of the video.")
     width: int = Field(720, gt=0, le=4096, description="Frame width in pixels.")
     height: int = Field(480, gt=0, le=4096, description="Frame height in pixels.")
@@ -137,15 +146,26 @@ class JobSpec(dg.Config):
     )
     chain_mode: Literal["last_frame", "keyframe"] = Field(
         "last_frame",
-        description="last_frame: clip i starts from clip i-1's last frame; keyframe: each scene from its keyframe.",
+        description="last_frame: clip i starts from clip i-1's last frame; "
+        "keyframe: each scene starts from its keyframe.",
     )
-    initial_image: str | None = Field(None, description="Image that starts the first clip instead of keyframe 0.")
-    clip_time_limit_s: float = Field(600.0, gt=0, description="Seconds one clip may take (the step fails after).")
-    outputs_root: str | None = Field(None, description="Folder for outputs (default: the `outputs` resource's).")
+    initial_image: str | None = Field(
+        None, description="Image that starts the first clip instead of keyframe 0."
+    )
+    clip_time_limit_s: float = Field(
+        600.0, gt=0, description="Seconds one clip may take (the step fails after)."
+    )
+    outputs_root: str | None = Field(
+        None, description="Folder for outputs (default: the `outputs` resource's)."
+    )
     visual_style: str = Field("cinematic lighting, 35mm photograph", description="Keyframe prompt style.")
-    texture_suffix: str = Field("fine film grain, detailed textures", description="Appended to keyframe prompts.")
+    texture_suffix: str = Field(
+        "fine film grain, detailed textures", description="Appended to keyframe prompts."
+    )
     motion_style: str = Field("smooth slow camera motion", description="Appended to motion prompts.")
-    color_correction: bool = Field(False, description="Match each clip's colours to the first clip's reference.")
+    color_correction: bool = Field(
+        False, description="Match each clip's colours to the first clip's reference."
+    )
     models: Models = Field(default=Models(), description="Adapter per role.")
     checks: Checks = Field(default=Checks(), description="Asset check thresholds.")
 
@@ -225,7 +245,8 @@ def spec_problems(spec: JobSpec) -> list[str]:
         missing = [i for i, s in enumerate(spec.scenes) if s.duration_s is None]
         if missing:
             errors.append(
-                f"scenes.{missing[0]}.duration_s: required when models.speech.adapter is 'none' (silent video)"
+                f"scenes.{missing[0]}.duration_s: required when models.speech.adapter is 'none' "
+                "(silent video)"
             )
     image = get_adapter_info(spec.models.image.adapter)
     if image.constraints is not None:

@@ -11,17 +11,36 @@ import dagster as dg
 from i2v_dagster.jobs import render_video_job
 
 SCENES = [
-    {"narration": "A paper boat sets out.", "visual_prompt": "a paper boat on a river", "motion_prompt": "push in"},
-    {"narration": "It drifts past reeds.", "visual_prompt": "a paper boat among reeds", "motion_prompt": "pan right"},
-    {"narration": "It reaches the sea.", "visual_prompt": "a paper boat on the sea", "motion_prompt": "pull back"},
+    {
+        "narration": "A paper boat sets out.",
+        "visual_prompt": "a paper boat on a river",
+        "motion_prompt": "push in",
+    },
+    {
+        "narration": "It drifts past reeds.",
+        "visual_prompt": "a paper boat among reeds",
+        "motion_prompt": "pan right",
+    },
+    {
+        "narration": "It reaches the sea.",
+        "visual_prompt": "a paper boat on the sea",
+        "motion_prompt": "pull back",
+    },
 ]
 
 
 def mock_spec(name: str, outputs: Path, **overrides: Any) -> dict[str, Any]:
     """A small, fast 3-scene mock spec (160x96 at 12 fps)."""
     spec: dict[str, Any] = {
-        "name": name, "subject": "a paper boat", "seed": 7, "fps": 12, "width": 160, "height": 96,
-        "max_clip_frames": 12, "outputs_root": str(outputs), "scenes": copy.deepcopy(SCENES),
+        "name": name,
+        "subject": "a paper boat",
+        "seed": 7,
+        "fps": 12,
+        "width": 160,
+        "height": 96,
+        "max_clip_frames": 12,
+        "outputs_root": str(outputs),
+        "scenes": copy.deepcopy(SCENES),
     }
     for key, value in overrides.items():
         spec[key] = value
@@ -34,8 +53,11 @@ def run_config(spec: dict[str, Any]) -> dict[str, Any]:
 
 def render(instance: dg.DagsterInstance, spec: dict[str, Any]) -> dg.ExecutionResult:
     return dg.execute_job(
-        dg.reconstructable(render_video_job), instance=instance, run_config=run_config(spec),
-        tags={"dagster/partition": spec["name"]}, raise_on_error=False,
+        dg.reconstructable(render_video_job),
+        instance=instance,
+        run_config=run_config(spec),
+        tags={"dagster/partition": spec["name"]},
+        raise_on_error=False,
     )
 
 
@@ -44,8 +66,12 @@ def materialize_clip(instance: dg.DagsterInstance, video: str, index: int) -> dg
     from i2v_dagster.definitions import defs
 
     return dg.materialize(
-        list(defs.assets), selection=["clip"], instance=instance, resources=dict(defs.resources),
-        partition_key=dg.MultiPartitionKey({"video": video, "clip": f"{index:03d}"}), raise_on_error=False,
+        list(defs.assets),
+        selection=["clip"],
+        instance=instance,
+        resources=dict(defs.resources),
+        partition_key=dg.MultiPartitionKey({"video": video, "clip": f"{index:03d}"}),
+        raise_on_error=False,
     )
 
 

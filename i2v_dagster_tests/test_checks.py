@@ -21,16 +21,25 @@ def instance():
 
 def _evaluations(instance, run_id):
     out = {}
-    for rec in instance.get_records_for_run(run_id, of_type=dg.DagsterEventType.ASSET_CHECK_EVALUATION).records:
+    for rec in instance.get_records_for_run(
+        run_id, of_type=dg.DagsterEventType.ASSET_CHECK_EVALUATION
+    ).records:
         ev = rec.event_log_entry.dagster_event.event_specific_data
         out[(ev.asset_key.to_user_string(), ev.check_name, ev.partition)] = ev
     return out
 
 
 def _planned(instance, run_id):
-    recs = instance.get_records_for_run(run_id, of_type=dg.DagsterEventType.ASSET_CHECK_EVALUATION_PLANNED).records
-    return {(r.event_log_entry.dagster_event.event_specific_data.asset_key.to_user_string(),
-             r.event_log_entry.dagster_event.event_specific_data.check_name) for r in recs}
+    recs = instance.get_records_for_run(
+        run_id, of_type=dg.DagsterEventType.ASSET_CHECK_EVALUATION_PLANNED
+    ).records
+    return {
+        (
+            r.event_log_entry.dagster_event.event_specific_data.asset_key.to_user_string(),
+            r.event_log_entry.dagster_event.event_specific_data.check_name,
+        )
+        for r in recs
+    }
 
 
 def test_mock_run_passes_every_check_and_skips_scoring_with_reason(instance, tmp_path):
@@ -38,9 +47,9 @@ def test_mock_run_passes_every_check_and_skips_scoring_with_reason(instance, tmp
     assert result.success
     evals = _evaluations(instance, result.run_id)
     video_level = {(a, c): e for (a, c, p), e in evals.items() if a != "clip"}
-    assert set(video_level) == {("clips", n) for n in
-                                ("shape", "broken_frames", "motion", "color_drift", "seam_continuity")} | {
-        ("stitched_video", "sync")}
+    assert set(video_level) == {
+        ("clips", n) for n in ("shape", "broken_frames", "motion", "color_drift", "seam_continuity")
+    } | {("stitched_video", "sync")}
     failed = {k: e.metadata["explanation"].value for k, e in evals.items() if not e.passed}
     assert failed == {}
     for ev in video_level.values():
@@ -55,7 +64,9 @@ def test_mock_run_passes_every_check_and_skips_scoring_with_reason(instance, tmp
     assert "no scorer configured" in mat.metadata["skipped_checks"].value["prompt_fidelity"]
     # pictures: Markdown with an embedded PNG, for the UI
     for key in ("contact_sheet", "motion_drift_plot"):
-        assert mat.metadata[key].value.startswith("![") and "data:image/png;base64," in mat.metadata[key].value
+        assert (
+            mat.metadata[key].value.startswith("![") and "data:image/png;base64," in mat.metadata[key].value
+        )
     bundle = next((tmp_path / "checked" / "bundles").glob("*.zip"))
     with zipfile.ZipFile(bundle) as zf:
         names = set(zf.namelist())

@@ -17,7 +17,10 @@ def test_validate_ok_and_overrides(capsys):
         (["--set", "models.video.adapter=nope"], "models.video.adapter: unknown adapter 'nope'"),
         (["--set", "fps=0"], "fps: Input should be greater than 0"),
         (["--set", "name=a/b"], "name: name must match"),
-        (["--set", "initial_image=/nonexistent/start.png"], "initial_image: file not found: /nonexistent/start.png"),
+        (
+            ["--set", "initial_image=/nonexistent/start.png"],
+            "initial_image: file not found: /nonexistent/start.png",
+        ),
         (["--set", "width=721"], "width: mock_image needs a multiple of 8, got 721"),
     ],
 )
@@ -50,8 +53,22 @@ def test_adapters_lists_every_role(capsys):
 def test_run_renders_into_the_dagster_home(capsys, tmp_path):
     import os
 
-    code = main(["run", "jobs/example_mock.yaml", "--set", f"outputs_root={tmp_path}", "--set", "width=160",
-                 "--set", "height=96", "--set", "max_clip_frames=24", "--set", "fps=12"])
+    code = main(
+        [
+            "run",
+            "jobs/example_mock.yaml",
+            "--set",
+            f"outputs_root={tmp_path}",
+            "--set",
+            "width=160",
+            "--set",
+            "height=96",
+            "--set",
+            "max_clip_frames=24",
+            "--set",
+            "fps=12",
+        ]
+    )
     out = capsys.readouterr().out
     assert code == 0, out
     assert "SUCCESS" in out and f"video:   {tmp_path / 'demo' / 'final' / 'demo.mp4'}" in out

@@ -67,8 +67,14 @@ def test_speech_length_follows_the_text():
 
 
 def test_mock_script_writer_writes_the_asked_number_of_scenes():
-    spec = parse_spec({"name": "x", "brief": "A fox. It runs.", "num_scenes": 4,
-                       "models": {"script": {"adapter": "mock_script"}}})
+    spec = parse_spec(
+        {
+            "name": "x",
+            "brief": "A fox. It runs.",
+            "num_scenes": 4,
+            "models": {"script": {"adapter": "mock_script"}},
+        }
+    )
     script = MockScriptWriter().write(spec)
     assert len(script.scenes) == 4 and script.subject == "A fox"
     assert script == MockScriptWriter().write(spec)

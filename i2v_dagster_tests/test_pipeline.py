@@ -112,21 +112,30 @@ def test_single_clip_rematerialized_from_stored_last_frame(instance, tmp_path):
     # a following stitched_video picks the re-made clip up
     from i2v_dagster.definitions import defs
 
-    stitched = dg.materialize(list(defs.assets), selection=["stitched_video"], instance=instance,
-                              resources=dict(defs.resources), partition_key="one")
+    stitched = dg.materialize(
+        list(defs.assets),
+        selection=["stitched_video"],
+        instance=instance,
+        resources=dict(defs.resources),
+        partition_key="one",
+    )
     assert stitched.success
     keys = stitched.asset_materializations_for_node("stitched_video")[0].metadata["clip_content_keys"].value
     assert keys[1] == json.loads((clips / "clip_001.json").read_text())["content_key"][:12]
     frames = read_frames(tmp_path / "one" / "final" / "one.mp4")
     first = json.loads((tmp_path / "one" / "timeline.json").read_text())["clips"][1]["start_frame"]
     clip1 = read_frames(clips / "clip_001.mp4")
-    assert np.array_equal(frames[first:first + len(clip1)], clip1)
+    assert np.array_equal(frames[first : first + len(clip1)], clip1)
 
 
 def test_clip_over_its_limit_fails_fast_and_keeps_earlier_clips(instance, tmp_path):
     spec = mock_spec("slow", tmp_path, clip_time_limit_s=1.0)
-    spec["models"] = {"video": {"adapter": "mock_video",
-                                "options": {"steps": 40, "seconds_per_step": 0.25, "slow_after": 1}}}
+    spec["models"] = {
+        "video": {
+            "adapter": "mock_video",
+            "options": {"steps": 40, "seconds_per_step": 0.25, "slow_after": 1},
+        }
+    }
     started = time.monotonic()
     result = render(instance, spec)
     elapsed = time.monotonic() - started
@@ -163,9 +172,13 @@ def test_spec_name_must_match_partition(instance, tmp_path):
     from i2v_dagster.jobs import render_video_job
     from i2v_dagster_tests.helpers import run_config
 
-    result = dg.execute_job(dg.reconstructable(render_video_job), instance=instance,
-                            run_config=run_config(mock_spec("alpha", tmp_path)),
-                            tags={"dagster/partition": "beta"}, raise_on_error=False)
+    result = dg.execute_job(
+        dg.reconstructable(render_video_job),
+        instance=instance,
+        run_config=run_config(mock_spec("alpha", tmp_path)),
+        tags={"dagster/partition": "beta"},
+        raise_on_error=False,
+    )
     assert not result.success
     assert "alpha" in step_failure_message(instance, result.run_id)
     assert not (tmp_path / "alpha").exists()
@@ -178,8 +191,14 @@ def test_corrupt_clip_fails_stitching_with_ffmpeg_reason(instance, tmp_path):
     (tmp_path / "bad" / "clips" / "clip_001.mp4").write_bytes(b"\x00not a video" * 64)
     from i2v_dagster.definitions import defs
 
-    result = dg.materialize(list(defs.assets), selection=["stitched_video"], instance=instance,
-                            resources=dict(defs.resources), partition_key="bad", raise_on_error=False)
+    result = dg.materialize(
+        list(defs.assets),
+        selection=["stitched_video"],
+        instance=instance,
+        resources=dict(defs.resources),
+        partition_key="bad",
+        raise_on_error=False,
+    )
     assert not result.success
     message = step_failure_message(instance, result.run_id)
     assert "clip_001.mp4" in message and "Invalid data found when processing input" in message

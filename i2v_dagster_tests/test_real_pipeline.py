@@ -25,7 +25,12 @@ def tiny_models(tmp_path_factory):
         "bark": str(save_tiny_bark(root / "bark")),
         "flux": str(save_tiny_flux(root / "flux")),
         "wan": str(save_tiny_pipeline("wan22_ti2v_5b", root / "wan")),
-        "clip": {"adapter": "clip", "device": clip.device, "dtype": clip.dtype, "options": dict(clip.options)},
+        "clip": {
+            "adapter": "clip",
+            "device": clip.device,
+            "dtype": clip.dtype,
+            "options": dict(clip.options),
+        },
     }
 
 
@@ -44,14 +49,32 @@ def test_real_adapters_render_a_video_with_narration(tiny_models, tmp_path):
     from i2v_dagster_tests.helpers import render
 
     spec = {
-        "name": "tiny-real", "subject": "a paper boat", "seed": 3, "fps": 24, "width": 64, "height": 64,
-        "max_clip_frames": 9, "outputs_root": str(tmp_path),
+        "name": "tiny-real",
+        "subject": "a paper boat",
+        "seed": 3,
+        "fps": 24,
+        "width": 64,
+        "height": 64,
+        "max_clip_frames": 9,
+        "outputs_root": str(tmp_path),
         "scenes": [
-            {"narration": "A boat sets out.", "visual_prompt": "a paper boat on a river", "motion_prompt": "drift"},
-            {"narration": "It reaches the sea.", "visual_prompt": "a paper boat at sea", "motion_prompt": "pan"},
+            {
+                "narration": "A boat sets out.",
+                "visual_prompt": "a paper boat on a river",
+                "motion_prompt": "drift",
+            },
+            {
+                "narration": "It reaches the sea.",
+                "visual_prompt": "a paper boat at sea",
+                "motion_prompt": "pan",
+            },
         ],
         "models": {
-            "speech": {"adapter": "bark", "model": tiny_models["bark"], "options": {"max_semantic_tokens": 24}},
+            "speech": {
+                "adapter": "bark",
+                "model": tiny_models["bark"],
+                "options": {"max_semantic_tokens": 24},
+            },
             "image": {"adapter": "flux_schnell", "model": tiny_models["flux"], "num_inference_steps": 2},
             "video": {"adapter": "wan22_ti2v_5b", "model": tiny_models["wan"], "num_inference_steps": 2},
             "scorer": tiny_models["clip"],
@@ -71,11 +94,13 @@ def test_real_adapters_render_a_video_with_narration(tiny_models, tmp_path):
         assert flux_unloaded < wan_loading
         assert any("step 2 of 2" in m for m in messages)  # denoising progress reached the log
         evaluations = {
-            (r.event_log_entry.dagster_event.event_specific_data.asset_key.to_user_string(),
-             r.event_log_entry.dagster_event.event_specific_data.check_name):
-                r.event_log_entry.dagster_event.event_specific_data
+            (
+                r.event_log_entry.dagster_event.event_specific_data.asset_key.to_user_string(),
+                r.event_log_entry.dagster_event.event_specific_data.check_name,
+            ): r.event_log_entry.dagster_event.event_specific_data
             for r in instance.get_records_for_run(
-                result.run_id, of_type=dg.DagsterEventType.ASSET_CHECK_EVALUATION).records
+                result.run_id, of_type=dg.DagsterEventType.ASSET_CHECK_EVALUATION
+            ).records
         }
         fidelity = evaluations[("stitched_video", "prompt_fidelity")]
         scores = fidelity.metadata["details"].value["scores"]

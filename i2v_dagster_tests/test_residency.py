@@ -30,8 +30,13 @@ def test_one_large_model_at_a_time_in_order(residency):
     with residency.use("mock_video") as video:
         assert video.is_loaded and not image.is_loaded
     seq = [(e["event"], e["model"].split("#")[0]) for e in residency.events]
-    assert seq == [("load", "mock_speech"), ("unload", "mock_speech"), ("load", "mock_image"),
-                   ("unload", "mock_image"), ("load", "mock_video")]
+    assert seq == [
+        ("load", "mock_speech"),
+        ("unload", "mock_speech"),
+        ("load", "mock_image"),
+        ("unload", "mock_image"),
+        ("load", "mock_video"),
+    ]
     assert all(e["seconds"] >= 0 for e in residency.events)
     assert residency.events[3]["reason"] == "to make room for mock_video"
 

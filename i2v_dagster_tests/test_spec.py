@@ -78,8 +78,13 @@ def test_bad_input_names_the_field(change, field, value):
 def test_silent_spec_needs_durations():
     with pytest.raises(SpecError, match=r"scenes\.0\.duration_s"):
         parse_spec({**BASE, "models": {"speech": {"adapter": "none"}}})
-    spec = parse_spec({**BASE, "models": {"speech": {"adapter": "none"}},
-                       "scenes": [{"visual_prompt": "x", "duration_s": 1.5}]})
+    spec = parse_spec(
+        {
+            **BASE,
+            "models": {"speech": {"adapter": "none"}},
+            "scenes": [{"visual_prompt": "x", "duration_s": 1.5}],
+        }
+    )
     assert spec.silent
 
 
@@ -110,8 +115,14 @@ def test_spec_is_a_dagster_config_with_descriptions():
 
 
 def test_adapter_rules_follow_the_adapters_settings():
-    base = {**BASE, "fps": 8, "width": 720, "height": 480, "max_clip_frames": 49,
-            "models": {"video": {"adapter": "cogvideox_5b_i2v"}}}
+    base = {
+        **BASE,
+        "fps": 8,
+        "width": 720,
+        "height": 480,
+        "max_clip_frames": 49,
+        "models": {"video": {"adapter": "cogvideox_5b_i2v"}},
+    }
     with pytest.raises(SpecError, match=r"max_clip_frames: cogvideox_5b_i2v keeps 1\.\.40 frames"):
         parse_spec(base)
     trimmed = {**base, "models": {"video": {"adapter": "cogvideox_5b_i2v", "options": {"trim_frames": 49}}}}
@@ -119,4 +130,6 @@ def test_adapter_rules_follow_the_adapters_settings():
     with pytest.raises(SpecError, match="width/height: cogvideox_5b_i2v makes 720x480 only, not 640x480"):
         parse_spec({**base, "width": 640, "max_clip_frames": 40})
     with pytest.raises(SpecError, match="fps: wan22_ti2v_5b was made for 24 fps, got 8"):
-        parse_spec({**base, "width": 704, "max_clip_frames": 9, "models": {"video": {"adapter": "wan22_ti2v_5b"}}})
+        parse_spec(
+            {**base, "width": 704, "max_clip_frames": 9, "models": {"video": {"adapter": "wan22_ti2v_5b"}}}
+        )

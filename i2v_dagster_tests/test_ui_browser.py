@@ -32,8 +32,14 @@ sync_api = pytest.importorskip("playwright.sync_api", reason="the playwright pac
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
 
 CHROMIUM_ARGS = [
-    "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-    "--disable-background-networking", "--disable-component-update", "--disable-sync",
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
 ]
 # localStorage flag the UI sets when its "Join the Dagster community" dialog is dismissed
 DISMISS_COMMUNITY_DIALOG = "window.localStorage.setItem('communityNux', JSON.stringify('1'));"
@@ -84,7 +90,10 @@ def page(server, tmp_path_factory) -> Iterator[sync_api.Page]:
     user_data = tmp_path_factory.mktemp("chromium_profile")
     with sync_api.sync_playwright() as playwright:
         context = playwright.chromium.launch_persistent_context(
-            str(user_data), executable_path=str(CHROMIUM), args=CHROMIUM_ARGS, headless=True,
+            str(user_data),
+            executable_path=str(CHROMIUM),
+            args=CHROMIUM_ARGS,
+            headless=True,
             viewport={"width": 1400, "height": 1000},
         )
         try:
@@ -116,7 +125,7 @@ def _embedded_png(markdown: str) -> tuple[str, tuple[int, int]]:
     found = re.fullmatch(r"!\[[^\]]*\]\((data:image/png;base64,[A-Za-z0-9+/=]+)\)\s*", markdown)
     assert found, f"not one Markdown PNG image: {markdown[:80]!r}"
     uri = found.group(1)
-    with Image.open(io.BytesIO(base64.b64decode(uri[len(DATA_PNG):]))) as image:
+    with Image.open(io.BytesIO(base64.b64decode(uri[len(DATA_PNG) :]))) as image:
         return uri, image.size
 
 
@@ -131,8 +140,9 @@ def _check_markdown_image(
     dialog = page.get_by_role("dialog").filter(has_text=label)
     image = dialog.locator(f'img[src^="{DATA_PNG}"]')
     sync_api.expect(image).to_be_visible()
-    page.wait_for_function("img => img.complete && img.naturalWidth > 0", arg=image.element_handle(),
-                           timeout=WAIT_TIMEOUT_MS)
+    page.wait_for_function(
+        "img => img.complete && img.naturalWidth > 0", arg=image.element_handle(), timeout=WAIT_TIMEOUT_MS
+    )
     uri, (width, height) = _embedded_png(rendered.markdown[label])
     assert image.get_attribute("src") == uri
     natural = image.evaluate("img => [img.naturalWidth, img.naturalHeight]")

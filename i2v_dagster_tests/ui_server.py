@@ -71,15 +71,17 @@ def _wait_ready(proc: subprocess.Popen, url: str, log: Path, timeout_s: float) -
             last = f"{type(exc).__name__}: {exc}"
         else:
             if entries and all(e["loadStatus"] == "LOADED" for e in entries):
-                errors = [e for e in entries
-                          if e["locationOrLoadError"]["__typename"] != "RepositoryLocation"]
+                errors = [
+                    e for e in entries if e["locationOrLoadError"]["__typename"] != "RepositoryLocation"
+                ]
                 if errors:
                     raise RuntimeError(f"code location failed to load: {errors}")
                 return
             last = f"locations: {[(e['name'], e['loadStatus']) for e in entries]}"
         time.sleep(0.5)
-    raise TimeoutError(f"dagster-webserver at {url} not ready after {timeout_s:.0f} s ({last}); "
-                       f"log tail:\n{_tail(log)}")
+    raise TimeoutError(
+        f"dagster-webserver at {url} not ready after {timeout_s:.0f} s ({last}); log tail:\n{_tail(log)}"
+    )
 
 
 def _stop(proc: subprocess.Popen, grace_s: float = 15.0) -> None:
@@ -96,7 +98,11 @@ def _stop(proc: subprocess.Popen, grace_s: float = 15.0) -> None:
 
 @contextmanager
 def dagster_webserver(
-    dagster_home: Path, log: Path, *, env: Mapping[str, str] | None = None, timeout_s: float = 90.0,
+    dagster_home: Path,
+    log: Path,
+    *,
+    env: Mapping[str, str] | None = None,
+    timeout_s: float = 90.0,
 ) -> Iterator[WebServer]:
     """Run this interpreter's `dagster-webserver -w workspace.yaml` from the repo root on 127.0.0.1.
 
@@ -105,12 +111,28 @@ def dagster_webserver(
     """
     port = free_port()
     url = f"http://127.0.0.1:{port}"
-    command = [sys.executable, "-m", "dagster_webserver", "-h", "127.0.0.1", "-p", str(port),
-               "-w", "workspace.yaml"]
+    command = [
+        sys.executable,
+        "-m",
+        "dagster_webserver",
+        "-h",
+        "127.0.0.1",
+        "-p",
+        str(port),
+        "-w",
+        "workspace.yaml",
+    ]
     full_env = {**os.environ, **(env or {}), "DAGSTER_HOME": str(dagster_home)}
     with log.open("wb") as sink:
-        proc = subprocess.Popen(command, cwd=REPO_ROOT, env=full_env, stdout=sink, stderr=subprocess.STDOUT,
-                                stdin=subprocess.DEVNULL, start_new_session=True)
+        proc = subprocess.Popen(
+            command,
+            cwd=REPO_ROOT,
+            env=full_env,
+            stdout=sink,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+            start_new_session=True,
+        )
     try:
         _wait_ready(proc, url, log, timeout_s)
         yield WebServer(url=url, pid=proc.pid, log=log)

@@ -1,6 +1,5 @@
 """bundle: one archive per run with the video, its parts, and a manifest exported from Dagster's storage."""
 
-
 import json
 import time
 import zipfile
@@ -11,11 +10,11 @@ import dagster as dg
 from i2v_dagster.assets.common import load_video, path_md
 from i2v_dagster.assets.stitch import stitched_video
 from i2v_dagster.assets.verification import stored_outcomes
-from i2v_dagster.verify.report import write_report
 from i2v_dagster.fsutil import atomic_path
 from i2v_dagster.manifest import build_manifest
 from i2v_dagster.partitions import VIDEOS
 from i2v_dagster.resources.outputs import OutputsResource
+from i2v_dagster.verify.report import write_report
 
 
 def bundle_files(state) -> dict[str, Path]:
@@ -27,10 +26,16 @@ def bundle_files(state) -> dict[str, Path]:
     candidates += [paths.keyframe(s.index) for s in timeline.scenes]
     candidates += [paths.scene_audio(s.index) for s in timeline.scenes]
     for c in timeline.clips:
-        candidates += [paths.clip(c.index), paths.clip_record(c.index), paths.clip_first(c.index),
-                       paths.clip_last(c.index)]
+        candidates += [
+            paths.clip(c.index),
+            paths.clip_record(c.index),
+            paths.clip_first(c.index),
+            paths.clip_last(c.index),
+        ]
     if paths.verify_dir.is_dir():
-        candidates += sorted(p for p in paths.verify_dir.iterdir() if p.is_file() and not p.name.startswith("."))
+        candidates += sorted(
+            p for p in paths.verify_dir.iterdir() if p.is_file() and not p.name.startswith(".")
+        )
     for path in candidates:
         if path.is_file():
             files[paths.rel(path)] = path
@@ -42,20 +47,34 @@ def write_run_report(context: dg.AssetExecutionContext, state) -> None:
     paths = state.paths
     skipped: dict[str, str] = {}
     result = context.instance.fetch_materializations(
-        dg.AssetRecordsFilter(asset_key=stitched_video.key, asset_partitions=[state.name]), limit=1)
+        dg.AssetRecordsFilter(asset_key=stitched_video.key, asset_partitions=[state.name]), limit=1
+    )
     for record in result.records:
         md = record.asset_materialization.metadata
         if "skipped_checks" in md:
             skipped = {f"stitched_video: {k}": v for k, v in md["skipped_checks"].value.items()}
     outcomes = stored_outcomes(context.instance, context.run_id, skipped)
-    pictures = {name: paths.verify_dir / f"{name}.png" for name in ("contact_sheet", "motion_drift")
-                if (paths.verify_dir / f"{name}.png").is_file()}
+    pictures = {
+        name: paths.verify_dir / f"{name}.png"
+        for name in ("contact_sheet", "motion_drift")
+        if (paths.verify_dir / f"{name}.png").is_file()
+    }
     spec = state.spec
-    write_report(paths.verify_dir / "report.html", title=f"{spec.name}: run {context.run_id[:8]}",
-                 video_info={"video": spec.name, "run_id": context.run_id, "fps": spec.fps,
-                             "size": f"{spec.width}x{spec.height}", "seed": spec.seed,
-                             "video model": spec.models.video.adapter, "chain mode": spec.chain_mode},
-                 outcomes=outcomes, pictures=pictures)
+    write_report(
+        paths.verify_dir / "report.html",
+        title=f"{spec.name}: run {context.run_id[:8]}",
+        video_info={
+            "video": spec.name,
+            "run_id": context.run_id,
+            "fps": spec.fps,
+            "size": f"{spec.width}x{spec.height}",
+            "seed": spec.seed,
+            "video model": spec.models.video.adapter,
+            "chain mode": spec.chain_mode,
+        },
+        outcomes=outcomes,
+        pictures=pictures,
+    )
 
 
 @dg.asset(
@@ -70,18 +89,24 @@ def bundle(context: dg.AssetExecutionContext, outputs: OutputsResource) -> dg.Ma
     started = time.monotonic()
     write_run_report(context, state)
     files = bundle_files(state)
-    manifest = build_manifest(context.instance, run_id=context.run_id, video=state.name, files=files,
-                              clip_count=len(state.timeline().clips))
+    manifest = build_manifest(
+        context.instance,
+        run_id=context.run_id,
+        video=state.name,
+        files=files,
+        clip_count=len(state.timeline().clips),
+    )
     dest = paths.bundle(context.run_id)
-    with atomic_path(dest) as tmp:
-        with zipfile.ZipFile(tmp, "w", compression=zipfile.ZIP_DEFLATED) as zf:
-            for name, path in sorted(files.items()):
-                zf.write(path, arcname=name)
-            zf.writestr("manifest.json", json.dumps(manifest, indent=2, sort_keys=True, default=str))
-    return dg.MaterializeResult(metadata={
-        "bundle": path_md(paths, dest),
-        "files": len(files) + 1,
-        "bytes": dest.stat().st_size,
-        "run_id": context.run_id,
-        "seconds_bundle": round(time.monotonic() - started, 3),
-    })
+    with atomic_path(dest) as tmp, zipfile.ZipFile(tmp, "w", compression=zipfile.ZIP_DEFLATED) as zf:
+        for name, path in sorted(files.items()):
+            zf.write(path, arcname=name)
+        zf.writestr("manifest.json", json.dumps(manifest, indent=2, sort_keys=True, default=str))
+    return dg.MaterializeResult(
+        metadata={
+            "bundle": path_md(paths, dest),
+            "files": len(files) + 1,
+            "bytes": dest.stat().st_size,
+            "run_id": context.run_id,
+            "seconds_bundle": round(time.monotonic() - started, 3),
+        }
+    )

@@ -3,7 +3,6 @@ partitions), logging a materialization of `clip` (video x clip id) after each; `
 alone, conditioned on the stored last frame of the clip before it.
 """
 
-
 import hashlib
 import json
 import time
@@ -15,9 +14,6 @@ import numpy as np
 
 from i2v_dagster.assets.common import VideoState, load_video, path_md, video_partition
 from i2v_dagster.assets.story import keyframes, narration
-from i2v_dagster.errors import ClipTimeoutError, MediaError
-from i2v_dagster.fsutil import save_png_atomic, sha256_file, write_json_atomic
-from i2v_dagster.guardrails import Deadline, watchdog
 from i2v_dagster.assets.verification import (
     CLIP_CHECKS,
     CLIPS_CHECKS,
@@ -29,6 +25,9 @@ from i2v_dagster.assets.verification import (
     clip_outcomes,
     load_rgb,
 )
+from i2v_dagster.errors import ClipTimeoutError, MediaError
+from i2v_dagster.fsutil import save_png_atomic, sha256_file, write_json_atomic
+from i2v_dagster.guardrails import Deadline, watchdog
 from i2v_dagster.media.video import encode_frames, probe
 from i2v_dagster.models.base import ClipRequest, StepProgress
 from i2v_dagster.partitions import CLIP_IDS, CLIP_PARTITIONS, VIDEOS, by_video, clip_key
@@ -57,24 +56,34 @@ def conditioning_for(state: VideoState, plan: ClipPlan) -> Conditioning:
     else:
         path = paths.clip_last(plan.index - 1)
     if not path.is_file():
-        what = "last frame of clip %03d" % (plan.index - 1) if path.name.endswith("_last.png") else "image"
+        what = f"last frame of clip {plan.index - 1:03d}" if path.name.endswith("_last.png") else "image"
         raise MediaError(f"clip {plan.key} of {spec.name}: conditioning {what} not found at {path}")
     with Image.open(path) as img:
         image = img.convert("RGB")
     if image.size != (spec.width, spec.height):
         image = image.resize((spec.width, spec.height), Image.Resampling.LANCZOS)
     source = paths.rel(path) if path.resolve().is_relative_to(paths.root) else path.name
-    return Conditioning(image=image, source=source, sha256=hashlib.sha256(np.asarray(image).tobytes()).hexdigest())
+    return Conditioning(
+        image=image, source=source, sha256=hashlib.sha256(np.asarray(image).tobytes()).hexdigest()
+    )
 
 
 def content_key(state: VideoState, plan: ClipPlan, cond: Conditioning, prompt: str) -> str:
-    """What determines a clip: its conditioning pixels, prompt, seed, adapter and settings, size and length."""
+    """What determines a clip: conditioning pixels, prompt, seed, adapter and settings, size and length."""
     spec = state.spec
-    blob = json.dumps({
-        "conditioning": cond.sha256, "prompt": prompt, "seed": plan.seed, "frames": plan.frames,
-        "video": spec.models.video.model_dump(), "size": [spec.width, spec.height], "fps": spec.fps,
-        "color_correction": spec.color_correction,
-    }, sort_keys=True)
+    blob = json.dumps(
+        {
+            "conditioning": cond.sha256,
+            "prompt": prompt,
+            "seed": plan.seed,
+            "frames": plan.frames,
+            "video": spec.models.video.model_dump(),
+            "size": [spec.width, spec.height],
+            "fps": spec.fps,
+            "color_correction": spec.color_correction,
+        },
+        sort_keys=True,
+    )
     return hashlib.sha256(blob.encode()).hexdigest()
 
 
@@ -107,8 +116,13 @@ def render_clip(
 
     def on_step(progress: StepProgress) -> None:
         steps.append(progress.seconds)
-        context.log.info("%s: step %d of %d, %.2f s/step", f"clip {plan.key}", progress.step, progress.total,
-                         progress.seconds)
+        context.log.info(
+            "%s: step %d of %d, %.2f s/step",
+            f"clip {plan.key}",
+            progress.step,
+            progress.total,
+            progress.seconds,
+        )
 
     started = time.monotonic()
     try:
@@ -116,15 +130,30 @@ def render_clip(
             deadline = Deadline(max(limit, 0.001), label=label)
             deadline.check()
             with watchdog(deadline):
-                result = model.generate(ClipRequest(
-                    image=cond.image, prompt=prompt, num_frames=plan.frames, width=spec.width,
-                    height=spec.height, fps=spec.fps, seed=plan.seed, deadline=deadline, on_step=on_step))
+                result = model.generate(
+                    ClipRequest(
+                        image=cond.image,
+                        prompt=prompt,
+                        num_frames=plan.frames,
+                        width=spec.width,
+                        height=spec.height,
+                        fps=spec.fps,
+                        seed=plan.seed,
+                        deadline=deadline,
+                        on_step=on_step,
+                    )
+                )
     except ClipTimeoutError as exc:
         raise dg.Failure(
-            description=f"{label} ran over its time limit ({exc.limit_s:.1f} s, {exc.elapsed_s:.1f} s elapsed); "
-                        "clips made before it are kept",
-            metadata={"clip": plan.key, "video": spec.name, "limit_s": round(exc.limit_s, 3),
-                      "elapsed_s": round(exc.elapsed_s, 3)},
+            description=f"{label} ran over its time limit "
+            f"({exc.limit_s:.1f} s, {exc.elapsed_s:.1f} s elapsed); "
+            "clips made before it are kept",
+            metadata={
+                "clip": plan.key,
+                "video": spec.name,
+                "limit_s": round(exc.limit_s, 3),
+                "elapsed_s": round(exc.elapsed_s, 3),
+            },
             allow_retries=False,
         ) from exc
     gen_seconds = time.monotonic() - started
@@ -138,18 +167,34 @@ def render_clip(
     encode_frames(frames, paths.clip(plan.index), fps=spec.fps)
     save_png_atomic(frames[0], paths.clip_first(plan.index))
     save_png_atomic(frames[-1], paths.clip_last(plan.index))
-    outcomes = clip_outcomes(spec, plan, frames, nan_frames=result.nan_frames,
-                             reference=load_rgb(paths.keyframe(0)), encoded=probe(paths.clip(plan.index)))
+    outcomes = clip_outcomes(
+        spec,
+        plan,
+        frames,
+        nan_frames=result.nan_frames,
+        reference=load_rgb(paths.keyframe(0)),
+        encoded=probe(paths.clip(plan.index)),
+    )
     record = {
-        "clip": plan.key, "scene": plan.scene, "frames": int(frames.shape[0]),
-        "generated_frames": int(result.generated_frames or frames.shape[0]), "fps": spec.fps,
-        "seed": plan.seed, "prompt": prompt, "model_id": result.model_id, "adapter": choice.adapter,
-        "conditioning": cond.source, "conditioning_sha256": cond.sha256,
-        "content_key": content_key(state, plan, cond, prompt), "nan_frames": list(result.nan_frames),
+        "clip": plan.key,
+        "scene": plan.scene,
+        "frames": int(frames.shape[0]),
+        "generated_frames": int(result.generated_frames or frames.shape[0]),
+        "fps": spec.fps,
+        "seed": plan.seed,
+        "prompt": prompt,
+        "model_id": result.model_id,
+        "adapter": choice.adapter,
+        "conditioning": cond.source,
+        "conditioning_sha256": cond.sha256,
+        "content_key": content_key(state, plan, cond, prompt),
+        "nan_frames": list(result.nan_frames),
         "seconds_generate": round(gen_seconds, 3),
         "seconds_per_step": round(float(np.mean(steps)), 4) if steps else None,
-        "steps": len(steps), "color_corrected": spec.color_correction,
-        "file": paths.rel(paths.clip(plan.index)), "sha256": sha256_file(paths.clip(plan.index)),
+        "steps": len(steps),
+        "color_corrected": spec.color_correction,
+        "file": paths.rel(paths.clip(plan.index)),
+        "sha256": sha256_file(paths.clip(plan.index)),
         "last_frame": paths.rel(paths.clip_last(plan.index)),
         "checks": clip_check_summary(outcomes, frames),
     }
@@ -207,22 +252,29 @@ def clips(
         record = render_clip(context, state, plan, residency, budget_left_s=budget)
         records.append(record)
         partition = clip_key(state.name, plan.index)
-        context.log_event(dg.AssetMaterialization(
-            asset_key="clip", partition=partition, metadata=clip_metadata(state, record),
-            description=f"clip {plan.key} of {state.name}, made by the clips step"))
+        context.log_event(
+            dg.AssetMaterialization(
+                asset_key="clip",
+                partition=partition,
+                metadata=clip_metadata(state, record),
+                description=f"clip {plan.key} of {state.name}, made by the clips step",
+            )
+        )
         for outcome in record["checks"]["outcomes"]:
             context.log_event(check_result("clip", _outcome(outcome), partition=partition, evaluation=True))
     total = time.monotonic() - started
-    return dg.MaterializeResult(metadata={
-        "clips": dg.MetadataValue.json([r["file"] for r in records]),
-        "frames": dg.MetadataValue.json([r["frames"] for r in records]),
-        "seeds": dg.MetadataValue.json([r["seed"] for r in records]),
-        "content_keys": dg.MetadataValue.json([r["content_key"] for r in records]),
-        "chain_mode": state.spec.chain_mode,
-        "adapter": state.spec.models.video.adapter,
-        "seconds_total": round(total, 3),
-        "seconds_per_clip": round(total / max(len(records), 1), 3),
-    })
+    return dg.MaterializeResult(
+        metadata={
+            "clips": dg.MetadataValue.json([r["file"] for r in records]),
+            "frames": dg.MetadataValue.json([r["frames"] for r in records]),
+            "seeds": dg.MetadataValue.json([r["seed"] for r in records]),
+            "content_keys": dg.MetadataValue.json([r["content_key"] for r in records]),
+            "chain_mode": state.spec.chain_mode,
+            "adapter": state.spec.models.video.adapter,
+            "seconds_total": round(total, 3),
+            "seconds_per_clip": round(total / max(len(records), 1), 3),
+        }
+    )
 
 
 @dg.asset(
@@ -232,7 +284,7 @@ def clips(
     pool="gpu",
     check_specs=check_specs("clip", CLIP_CHECKS, CLIP_PARTITIONS),
     description="One clip (video x clip id). Materialize one partition alone to re-make that clip, "
-                "conditioned on the stored last frame of the clip before it.",
+    "conditioned on the stored last frame of the clip before it.",
 )
 def clip(
     context: dg.AssetExecutionContext, outputs: OutputsResource, residency: ModelResidency
@@ -244,8 +296,13 @@ def clip(
     index = int(index_key)
     if index >= len(plans):
         raise MediaError(f"video {video!r} has {len(plans)} planned clips; there is no clip {index_key}")
-    record = render_clip(context, state, plans[index], residency,
-                         budget_left_s=run_budget_left(context, 1, state.spec.clip_time_limit_s))
+    record = render_clip(
+        context,
+        state,
+        plans[index],
+        residency,
+        budget_left_s=run_budget_left(context, 1, state.spec.clip_time_limit_s),
+    )
     return dg.MaterializeResult(
         metadata=clip_metadata(state, record),
         check_results=[check_result("clip", _outcome(o)) for o in record["checks"]["outcomes"]],

@@ -1,5 +1,6 @@
 """stitched_video: the planned clips concatenated (stream copy) with the narration muxed; pictures of
-the run (contact sheet, motion/drift plot) attached to the materialization; sync and prompt-fidelity checks."""
+the run (contact sheet, motion/drift plot) attached to the materialization; sync and prompt-fidelity
+checks."""
 
 import json
 import time
@@ -63,8 +64,14 @@ def make_pictures(state: VideoState) -> dict[str, dg.MetadataValue]:
         found = [o for o in record["checks"]["outcomes"] if o["name"] == "color_drift"]
         drift.append(float(found[0]["value"]) if found and found[0]["value"] is not None else float("nan"))
     # the seam pair of clip i (its first frame against the previous last) has index start_frame - 1
-    plot = motion_drift_plot(motion, [p.start_frame - 1 for p in plans[1:]], drift, spec.checks.min_motion,
-                             spec.checks.max_color_drift, paths.verify_dir / "motion_drift.png")
+    plot = motion_drift_plot(
+        motion,
+        [p.start_frame - 1 for p in plans[1:]],
+        drift,
+        spec.checks.min_motion,
+        spec.checks.max_color_drift,
+        paths.verify_dir / "motion_drift.png",
+    )
     return {
         "contact_sheet": dg.MetadataValue.md(png_markdown(sheet, "contact sheet")),
         "motion_drift_plot": dg.MetadataValue.md(png_markdown(plot, "motion and colour drift")),
@@ -128,7 +135,9 @@ def stitched_video(context: dg.AssetExecutionContext, outputs: OutputsResource) 
     can_subset=True,
     description="Audio/video sync of the stitched video, and prompt fidelity (CLIP) when a scorer is set.",
 )
-def stitched_checks(context: dg.AssetCheckExecutionContext, outputs: OutputsResource, residency: ModelResidency):
+def stitched_checks(
+    context: dg.AssetCheckExecutionContext, outputs: OutputsResource, residency: ModelResidency
+):
     state = load_video(context, outputs, context.partition_key)
     yield check_result("stitched_video", sync_outcome(state.spec, state.paths))
     fidelity = prompt_fidelity_outcome(state, residency)

@@ -4,7 +4,6 @@
 parameters from real annotations.)
 """
 
-
 import time
 
 import dagster as dg
@@ -35,7 +34,8 @@ def script(
 ) -> dg.MaterializeResult:
     if config.name != context.partition_key:
         raise SpecError(
-            f"name: the spec is for video {config.name!r} but the run's partition is {context.partition_key!r}"
+            f"name: the spec is for video {config.name!r} "
+            f"but the run's partition is {context.partition_key!r}"
         )
     paths = VideoPaths.for_video(config.outputs_root or outputs.root, config.name)
     started = time.monotonic()
@@ -44,7 +44,9 @@ def script(
         written = writer.write(config)
     write_json_atomic(paths.spec, config.model_dump())
     write_json_atomic(paths.script, written.model_dump())
-    context.log.info("script: %d scenes about %r (writer %s)", len(written.scenes), written.subject, choice.adapter)
+    context.log.info(
+        "script: %d scenes about %r (writer %s)", len(written.scenes), written.subject, choice.adapter
+    )
     return dg.MaterializeResult(
         metadata={
             "video_dir": dg.MetadataValue.path(str(paths.root)),
@@ -93,7 +95,9 @@ def narration(
                 padded.append(pad_to(samples, rate, scene_frames(durations[-1], fps) / fps))
                 context.log.info("narration: scene %d is %.2f s", i, durations[-1])
     video_info = get_adapter_info(spec.models.video.adapter)
-    max_frames = spec.max_clip_frames or video_info.constraints_for(spec.models.video.settings()).usable_frames
+    max_frames = (
+        spec.max_clip_frames or video_info.constraints_for(spec.models.video.settings()).usable_frames
+    )
     timeline = plan_timeline(durations, fps=fps, max_clip_frames=max_frames, clip_seed=spec.clip_seed)
     write_json_atomic(paths.timeline, timeline.to_dict())
     metadata: dict = {
@@ -107,8 +111,11 @@ def narration(
     }
     if padded:
         write_wav(paths.narration, np.concatenate(padded), rate)
-        metadata.update(narration=path_md(paths, paths.narration), sample_rate=rate,
-                        narration_duration_s=round(sum(len(p) for p in padded) / rate, 4))
+        metadata.update(
+            narration=path_md(paths, paths.narration),
+            sample_rate=rate,
+            narration_duration_s=round(sum(len(p) for p in padded) / rate, 4),
+        )
     else:
         paths.narration.unlink(missing_ok=True)
         metadata["narration"] = "none (silent video)"

@@ -54,8 +54,10 @@ def check_specs(asset, names: Sequence[str], partitions_def) -> list[dg.AssetChe
     """Partitioned check specs (a preview feature in Dagster 1.13; its warning is silenced here)."""
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", dg.PreviewWarning)
-        return [dg.AssetCheckSpec(n, asset=asset, partitions_def=partitions_def, description=DESCRIPTIONS[n])
-                for n in names]
+        return [
+            dg.AssetCheckSpec(n, asset=asset, partitions_def=partitions_def, description=DESCRIPTIONS[n])
+            for n in names
+        ]
 
 
 def load_rgb(path: Path) -> np.ndarray:
@@ -64,25 +66,42 @@ def load_rgb(path: Path) -> np.ndarray:
 
 
 def clip_outcomes(
-    spec: JobSpec, plan: ClipPlan, frames: np.ndarray, *, nan_frames: Iterable[int], reference: np.ndarray,
+    spec: JobSpec,
+    plan: ClipPlan,
+    frames: np.ndarray,
+    *,
+    nan_frames: Iterable[int],
+    reference: np.ndarray,
     encoded: Any,
 ) -> list[CheckOutcome]:
     """The per-clip checks, on the generated frames (and the encoded file's probe for shape)."""
     video = encoded.video
     c = spec.checks
     return [
-        check_shape(num_frames=video.frames, fps=video.fps, width=video.width, height=video.height,
-                    planned_frames=plan.frames, planned_fps=spec.fps, planned_width=spec.width,
-                    planned_height=spec.height),
+        check_shape(
+            num_frames=video.frames,
+            fps=video.fps,
+            width=video.width,
+            height=video.height,
+            planned_frames=plan.frames,
+            planned_fps=spec.fps,
+            planned_width=spec.width,
+            planned_height=spec.height,
+        ),
         check_broken_frames(frames, nan_frames=nan_frames, max_frozen_frames=c.max_frozen_frames),
         check_motion(frames, min_motion=c.min_motion),
         check_color_drift(frames, reference, max_color_drift=c.max_color_drift),
     ]
 
 
-def check_result(asset: str, outcome: CheckOutcome, *, partition: str | None = None,
-                 severity: dg.AssetCheckSeverity = dg.AssetCheckSeverity.ERROR,
-                 evaluation: bool = False) -> dg.AssetCheckResult | dg.AssetCheckEvaluation:
+def check_result(
+    asset: str,
+    outcome: CheckOutcome,
+    *,
+    partition: str | None = None,
+    severity: dg.AssetCheckSeverity = dg.AssetCheckSeverity.ERROR,
+    evaluation: bool = False,
+) -> dg.AssetCheckResult | dg.AssetCheckEvaluation:
     """A Dagster check result (or a loggable evaluation event, for a partition made by another step)."""
     md = outcome.to_metadata()
     metadata = {
@@ -92,11 +111,23 @@ def check_result(asset: str, outcome: CheckOutcome, *, partition: str | None = N
         "details": dg.MetadataValue.json(md["details"]),
     }
     if evaluation:
-        return dg.AssetCheckEvaluation(asset_key=dg.AssetKey(asset), check_name=outcome.name,
-                                       passed=outcome.passed, metadata=metadata, severity=severity,
-                                       partition=partition, description=outcome.explanation)
-    return dg.AssetCheckResult(asset_key=asset, check_name=outcome.name, passed=outcome.passed,
-                               metadata=metadata, severity=severity, description=outcome.explanation)
+        return dg.AssetCheckEvaluation(
+            asset_key=dg.AssetKey(asset),
+            check_name=outcome.name,
+            passed=outcome.passed,
+            metadata=metadata,
+            severity=severity,
+            partition=partition,
+            description=outcome.explanation,
+        )
+    return dg.AssetCheckResult(
+        asset_key=asset,
+        check_name=outcome.name,
+        passed=outcome.passed,
+        metadata=metadata,
+        severity=severity,
+        description=outcome.explanation,
+    )
 
 
 def clip_check_summary(outcomes: Sequence[CheckOutcome], frames: np.ndarray) -> dict[str, Any]:
@@ -108,9 +139,15 @@ def clip_check_summary(outcomes: Sequence[CheckOutcome], frames: np.ndarray) -> 
 
 
 def _outcome(data: dict[str, Any]) -> CheckOutcome:
-    return CheckOutcome(name=data["name"], passed=data["passed"], value=data["value"],
-                        threshold=data["threshold"], explanation=data["explanation"],
-                        details=data.get("details") or {}, skipped_reason=data.get("skipped_reason"))
+    return CheckOutcome(
+        name=data["name"],
+        passed=data["passed"],
+        value=data["value"],
+        threshold=data["threshold"],
+        explanation=data["explanation"],
+        details=data.get("details") or {},
+        skipped_reason=data.get("skipped_reason"),
+    )
 
 
 def aggregate(name: str, per_clip: list[tuple[str, CheckOutcome]], *, worst: str) -> CheckOutcome:
@@ -121,16 +158,22 @@ def aggregate(name: str, per_clip: list[tuple[str, CheckOutcome]], *, worst: str
     worst_key, value = pick(values, key=lambda kv: kv[1]) if values else ("-", None)
     threshold = per_clip[0][1].threshold if per_clip else None
     passed = not failing
-    explanation = (f"{'Passed' if passed else 'Failed'}: {len(per_clip) - len(failing)} of {len(per_clip)} clips "
-                   f"pass; worst is clip {worst_key} ({value if value is None else round(value, 4)} vs "
-                   f"threshold {threshold}).")
+    explanation = (
+        f"{'Passed' if passed else 'Failed'}: {len(per_clip) - len(failing)} of {len(per_clip)} clips "
+        f"pass; worst is clip {worst_key} ({value if value is None else round(value, 4)} vs "
+        f"threshold {threshold})."
+    )
     if failing:
-        explanation += " Failing: " + "; ".join(
-            f"clip {k}: {o.explanation}" for k, o in per_clip if not o.passed)[:1500]
-    details = {"per_clip": {k: {"value": o.value, "passed": o.passed} for k, o in per_clip},
-               "failing_clips": failing}
-    return CheckOutcome(name=name, passed=passed, value=value, threshold=threshold, explanation=explanation,
-                        details=details)
+        explanation += (
+            " Failing: " + "; ".join(f"clip {k}: {o.explanation}" for k, o in per_clip if not o.passed)[:1500]
+        )
+    details = {
+        "per_clip": {k: {"value": o.value, "passed": o.passed} for k, o in per_clip},
+        "failing_clips": failing,
+    }
+    return CheckOutcome(
+        name=name, passed=passed, value=value, threshold=threshold, explanation=explanation, details=details
+    )
 
 
 WORST = {"shape": "max", "broken_frames": "max", "motion": "min", "color_drift": "max"}
@@ -150,17 +193,22 @@ def chain_outcomes(spec: JobSpec, paths: VideoPaths, plans: Sequence[ClipPlan]) 
     return outcomes
 
 
-def seam_outcome(spec: JobSpec, paths: VideoPaths, plans: Sequence[ClipPlan], records: list[dict]) -> CheckOutcome:
+def seam_outcome(
+    spec: JobSpec, paths: VideoPaths, plans: Sequence[ClipPlan], records: list[dict]
+) -> CheckOutcome:
     """Joins where a clip continues the one before it (all joins in last_frame mode; within scenes in
     keyframe mode, where a new scene is meant to cut)."""
     limit = spec.checks.max_seam_ratio
     joins = []
-    for prev, nxt, prev_rec, next_rec in zip(plans, plans[1:], records, records[1:]):
+    for prev, nxt, prev_rec, next_rec in zip(plans, plans[1:], records, records[1:], strict=False):
         if spec.chain_mode == "keyframe" and nxt.first_of_scene:
             continue
-        m = seam_ratio(load_rgb(paths.clip_last(prev.index))[None], load_rgb(paths.clip_first(nxt.index))[None],
-                       previous_diffs=np.asarray(prev_rec["checks"]["pair_diffs"]),
-                       next_diffs=np.asarray(next_rec["checks"]["pair_diffs"]))
+        m = seam_ratio(
+            load_rgb(paths.clip_last(prev.index))[None],
+            load_rgb(paths.clip_first(nxt.index))[None],
+            previous_diffs=np.asarray(prev_rec["checks"]["pair_diffs"]),
+            next_diffs=np.asarray(next_rec["checks"]["pair_diffs"]),
+        )
         joins.append({"join": f"{prev.key}->{nxt.key}", **{k: round(v, 4) for k, v in m.items()}})
     if not joins:
         return CheckOutcome.skipped("seam_continuity", "no join continues a previous clip", threshold=limit)
@@ -168,11 +216,16 @@ def seam_outcome(spec: JobSpec, paths: VideoPaths, plans: Sequence[ClipPlan], re
     failing = [j["join"] for j in joins if j["ratio"] > limit]
     passed = not failing
     return CheckOutcome(
-        name="seam_continuity", passed=passed, value=worst["ratio"], threshold=limit,
-        explanation=(f"{'Passed' if passed else 'Failed'}: worst join {worst['join']} has ratio "
-                     f"{worst['ratio']:.2f} ({'<=' if passed else '>'} {limit:g}); ratio = mean |last frame - next "
-                     "first frame| / median in-clip frame step of both clips.")
-                    + (f" Failing joins: {', '.join(failing)}." if failing else ""),
+        name="seam_continuity",
+        passed=passed,
+        value=worst["ratio"],
+        threshold=limit,
+        explanation=(
+            f"{'Passed' if passed else 'Failed'}: worst join {worst['join']} has ratio "
+            f"{worst['ratio']:.2f} ({'<=' if passed else '>'} {limit:g}); ratio = mean |last frame - next "
+            "first frame| / median in-clip frame step of both clips."
+        )
+        + (f" Failing joins: {', '.join(failing)}." if failing else ""),
         details={"joins": joins, "failing_joins": failing, "chain_mode": spec.chain_mode},
     )
 
@@ -185,8 +238,13 @@ def sync_outcome(spec: JobSpec, paths: VideoPaths) -> CheckOutcome:
     info = probe(paths.final)
     narration = wav_duration(paths.narration) if paths.narration.is_file() else None
     video = info.video
-    return check_sync(video_duration_s=video.duration_s if video else 0.0, narration_duration_s=narration,
-                      fps=spec.fps, has_video=video is not None, has_audio=info.audio is not None)
+    return check_sync(
+        video_duration_s=video.duration_s if video else 0.0,
+        narration_duration_s=narration,
+        fps=spec.fps,
+        has_video=video is not None,
+        has_audio=info.audio is not None,
+    )
 
 
 def sampled_frames(path: Path, count: int) -> list[np.ndarray]:
@@ -205,8 +263,9 @@ def prompt_fidelity_outcome(state, residency) -> CheckOutcome:
     threshold = spec.checks.min_clip_score
     choice = spec.scorer
     if choice is None:
-        return CheckOutcome.skipped("prompt_fidelity", "no scorer configured (models.scorer.adapter is 'none')",
-                                    threshold=threshold)
+        return CheckOutcome.skipped(
+            "prompt_fidelity", "no scorer configured (models.scorer.adapter is 'none')", threshold=threshold
+        )
     script = state.script()
     prompts = [spec.keyframe_prompt(s, script.subject) for s in script.scenes]
     images, texts, labels = [], [], []
@@ -228,14 +287,27 @@ def prompt_fidelity_outcome(state, residency) -> CheckOutcome:
     worst_model = min(means, key=means.get)
     value = means[worst_model]
     passed = value >= threshold
-    explanation = (f"{'Passed' if passed else 'Failed'}: lowest mean CLIP similarity {value:.3f} ({worst_model}) "
-                   f"{'>=' if passed else '<'} {threshold:g}, over {len(images)} images (keyframes and "
-                   f"{spec.checks.sampled_frames} sampled frames per clip) against their scene's prompt. "
-                   + ", ".join(f"{m}: mean {v:.3f}" for m, v in means.items()))
-    details = {"mean": means, "scores": {m: dict(zip(labels, [round(float(x), 4) for x in v], strict=True))
-                                         for m, v in scores.per_model.items()}}
-    return CheckOutcome(name="prompt_fidelity", passed=passed, value=value, threshold=threshold,
-                        explanation=explanation, details=details)
+    explanation = (
+        f"{'Passed' if passed else 'Failed'}: lowest mean CLIP similarity {value:.3f} ({worst_model}) "
+        f"{'>=' if passed else '<'} {threshold:g}, over {len(images)} images (keyframes and "
+        f"{spec.checks.sampled_frames} sampled frames per clip) against their scene's prompt. "
+        + ", ".join(f"{m}: mean {v:.3f}" for m, v in means.items())
+    )
+    details = {
+        "mean": means,
+        "scores": {
+            m: dict(zip(labels, [round(float(x), 4) for x in v], strict=True))
+            for m, v in scores.per_model.items()
+        },
+    }
+    return CheckOutcome(
+        name="prompt_fidelity",
+        passed=passed,
+        value=value,
+        threshold=threshold,
+        explanation=explanation,
+        details=details,
+    )
 
 
 def stored_outcomes(instance: dg.DagsterInstance, run_id: str, skipped: dict[str, str]) -> list[CheckOutcome]:
@@ -249,11 +321,16 @@ def stored_outcomes(instance: dg.DagsterInstance, run_id: str, skipped: dict[str
         where = f"{asset}[{ev.partition}]" if ev.partition else asset
         value = md.get("value")
         threshold = md.get("threshold")
-        out.append(CheckOutcome(
-            name=f"{where}: {ev.check_name}", passed=ev.passed,
-            value=value if isinstance(value, float | int) else None,
-            threshold=threshold if isinstance(threshold, float | int) else None,
-            explanation=str(md.get("explanation", "")), details=md.get("details") or {}))
+        out.append(
+            CheckOutcome(
+                name=f"{where}: {ev.check_name}",
+                passed=ev.passed,
+                value=value if isinstance(value, float | int) else None,
+                threshold=threshold if isinstance(threshold, float | int) else None,
+                explanation=str(md.get("explanation", "")),
+                details=md.get("details") or {},
+            )
+        )
     for name, reason in skipped.items():
         out.append(CheckOutcome.skipped(name, reason))
     return out

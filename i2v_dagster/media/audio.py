@@ -14,12 +14,11 @@ from i2v_dagster.fsutil import atomic_path
 def write_wav(dest: str | Path, samples: np.ndarray, sample_rate: int) -> Path:
     data = np.clip(np.asarray(samples, dtype=np.float32), -1.0, 1.0)
     pcm = (data * 32767.0).round().astype("<i2")
-    with atomic_path(dest) as tmp:
-        with wave.open(str(tmp), "wb") as w:
-            w.setnchannels(1)
-            w.setsampwidth(2)
-            w.setframerate(int(sample_rate))
-            w.writeframes(pcm.tobytes())
+    with atomic_path(dest) as tmp, wave.open(str(tmp), "wb") as w:
+        w.setnchannels(1)
+        w.setsampwidth(2)
+        w.setframerate(int(sample_rate))
+        w.writeframes(pcm.tobytes())
     return Path(dest)
 
 

@@ -72,7 +72,9 @@ def _tail(text: str, lines: int = 12) -> str:
     return "\n".join(text.strip().splitlines()[-lines:])
 
 
-def run_ffmpeg(args: list[str], *, what: str, input_bytes: bytes | None = None, timeout: float | None = None) -> None:
+def run_ffmpeg(
+    args: list[str], *, what: str, input_bytes: bytes | None = None, timeout: float | None = None
+) -> None:
     """Run ffmpeg with ``args`` (no shell). Raise :class:`FFmpegError` with stderr's tail on failure."""
     exe = find_ffmpeg().path
     cmd = [exe, "-hide_banner", "-nostdin", "-loglevel", "error", "-y", *args]
@@ -83,5 +85,8 @@ def run_ffmpeg(args: list[str], *, what: str, input_bytes: bytes | None = None, 
         raise FFmpegError(f"ffmpeg timed out after {timeout} s while {what}") from exc
     if proc.returncode != 0:
         stderr = proc.stderr.decode("utf-8", "replace")
-        raise FFmpegError(f"ffmpeg failed while {what} (exit {proc.returncode})",
-                          stderr_tail=_tail(stderr), returncode=proc.returncode)
+        raise FFmpegError(
+            f"ffmpeg failed while {what} (exit {proc.returncode})",
+            stderr_tail=_tail(stderr),
+            returncode=proc.returncode,
+        )

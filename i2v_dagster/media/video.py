@@ -20,8 +20,24 @@ from i2v_dagster.media.ffmpeg import run_ffmpeg
 log = logging.getLogger(__name__)
 
 X264_ARGS = [
-    "-c:v", "libx264", "-pix_fmt", "yuv420p", "-crf", "17", "-preset", "fast", "-threads", "2",
-    "-fflags", "+bitexact", "-flags:v", "+bitexact", "-map_metadata", "-1", "-movflags", "+faststart",
+    "-c:v",
+    "libx264",
+    "-pix_fmt",
+    "yuv420p",
+    "-crf",
+    "17",
+    "-preset",
+    "fast",
+    "-threads",
+    "2",
+    "-fflags",
+    "+bitexact",
+    "-flags:v",
+    "+bitexact",
+    "-map_metadata",
+    "-1",
+    "-movflags",
+    "+faststart",
 ]
 AUDIO_ARGS = ["-c:a", "aac", "-b:a", "160k", "-ar", "48000", "-ac", "1", "-flags:a", "+bitexact"]
 
@@ -64,8 +80,24 @@ def encode_frames(frames: np.ndarray, dest: str | Path, *, fps: int) -> Path:
         raise MediaError(f"H.264 yuv420p needs an even size, got {w}x{h} for {dest}")
     with atomic_path(dest) as tmp:
         run_ffmpeg(
-            ["-f", "rawvideo", "-pix_fmt", "rgb24", "-s", f"{w}x{h}", "-r", str(fps), "-i", "pipe:0",
-             *X264_ARGS, "-r", str(fps), "-video_track_timescale", str(fps * 1000), str(tmp)],
+            [
+                "-f",
+                "rawvideo",
+                "-pix_fmt",
+                "rgb24",
+                "-s",
+                f"{w}x{h}",
+                "-r",
+                str(fps),
+                "-i",
+                "pipe:0",
+                *X264_ARGS,
+                "-r",
+                str(fps),
+                "-video_track_timescale",
+                str(fps * 1000),
+                str(tmp),
+            ],
             what=f"encoding {Path(dest).name}",
             input_bytes=np.ascontiguousarray(frames).tobytes(),
         )
@@ -121,14 +153,31 @@ def probe(path: str | Path) -> MediaInfo:
             duration = ends.get(s.index, 0.0) - start
             if s.type == "video":
                 rate = s.average_rate or s.guessed_rate
-                streams.append(StreamInfo(
-                    kind="video", codec=s.codec_context.name, duration_s=duration, frames=counts.get(s.index, 0),
-                    fps=float(rate) if rate else 0.0, width=s.codec_context.width, height=s.codec_context.height))
+                streams.append(
+                    StreamInfo(
+                        kind="video",
+                        codec=s.codec_context.name,
+                        duration_s=duration,
+                        frames=counts.get(s.index, 0),
+                        fps=float(rate) if rate else 0.0,
+                        width=s.codec_context.width,
+                        height=s.codec_context.height,
+                    )
+                )
             elif s.type == "audio":
-                streams.append(StreamInfo(kind="audio", codec=s.codec_context.name, duration_s=duration,
-                                          sample_rate=s.codec_context.sample_rate or 0))
-        total = float(container.duration / av.time_base) if container.duration else max(
-            (s.duration_s for s in streams), default=0.0)
+                streams.append(
+                    StreamInfo(
+                        kind="audio",
+                        codec=s.codec_context.name,
+                        duration_s=duration,
+                        sample_rate=s.codec_context.sample_rate or 0,
+                    )
+                )
+        total = (
+            float(container.duration / av.time_base)
+            if container.duration
+            else max((s.duration_s for s in streams), default=0.0)
+        )
     return MediaInfo(path=str(path), duration_s=total, streams=streams)
 
 
@@ -150,8 +199,9 @@ def verify_decodes(path: str | Path) -> None:
     try:
         run_ffmpeg(["-xerror", "-i", str(p), "-map", "0:v:0", "-f", "null", "-"], what=f"checking {p.name}")
     except FFmpegError as exc:
-        raise FFmpegError(f"{p} is not a readable video", stderr_tail=exc.stderr_tail,
-                          returncode=exc.returncode) from exc
+        raise FFmpegError(
+            f"{p} is not a readable video", stderr_tail=exc.stderr_tail, returncode=exc.returncode
+        ) from exc
 
 
 def stitch(clips: list[Path], dest: str | Path, *, fps: int, audio: Path | None = None) -> Path:
@@ -177,12 +227,25 @@ def stitch(clips: list[Path], dest: str | Path, *, fps: int, audio: Path | None 
             args += ["-map", "0:v:0", *video_args]
         with atomic_path(dest) as tmp:
             try:
-                run_ffmpeg([*args, "-fflags", "+bitexact", "-map_metadata", "-1", "-movflags", "+faststart",
-                            str(tmp)], what=f"stitching {len(clips)} clips into {dest.name}")
+                run_ffmpeg(
+                    [
+                        *args,
+                        "-fflags",
+                        "+bitexact",
+                        "-map_metadata",
+                        "-1",
+                        "-movflags",
+                        "+faststart",
+                        str(tmp),
+                    ],
+                    what=f"stitching {len(clips)} clips into {dest.name}",
+                )
             except FFmpegError as exc:
-                raise FFmpegError(f"stitching failed for {dest.name} (clips: "
-                                  f"{', '.join(Path(c).name for c in clips)})",
-                                  stderr_tail=exc.stderr_tail, returncode=exc.returncode) from exc
+                raise FFmpegError(
+                    f"stitching failed for {dest.name} (clips: {', '.join(Path(c).name for c in clips)})",
+                    stderr_tail=exc.stderr_tail,
+                    returncode=exc.returncode,
+                ) from exc
             probe(tmp)  # a result that does not even probe must not replace a good file
     dest.with_name(dest.stem + ".concat.txt").unlink(missing_ok=True)
     log.info("stitched %d clips into %s (%s)", len(clips), dest, "stream copy" if copy else "re-encoded")

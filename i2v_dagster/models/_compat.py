@@ -45,7 +45,9 @@ def ensure_torch_stack() -> bool:
     except RuntimeError as exc:
         if "torchvision::" not in str(exc):
             raise
-        log.info("torchvision's C extension does not match torch %s; defining op schemas only", torch.__version__)
+        log.info(
+            "torchvision's C extension does not match torch %s; defining op schemas only", torch.__version__
+        )
     _drop_partial_torchvision()
     lib = torch.library.Library("torchvision", "DEF")
     for schema in _SCHEMAS.values():

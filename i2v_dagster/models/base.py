@@ -34,7 +34,7 @@ class AdapterSettings:
     """Hugging Face repo id or a local folder (a saved pipeline); None means the registry's default."""
     revision: str | None = None
     dtype: str = "auto"
-    """``auto`` | ``bf16`` | ``fp16`` | ``fp32``; ``auto`` picks the adapter's preferred dtype for the device."""
+    """``auto`` | ``bf16`` | ``fp16`` | ``fp32``; ``auto``: the adapter's preferred dtype for the device."""
     quantization: str = "auto"
     """``auto`` (the adapter's choice for the device) | ``none`` | ``int8wo`` (torchao int8 weight-only) |
     ``nf4`` (bitsandbytes 4-bit)."""
@@ -108,7 +108,7 @@ class ClipFrames:
     generated_frames: int = 0
     """Frames the model made before trimming to the requested count."""
     nan_frames: tuple[int, ...] = ()
-    """Indices of frames whose raw output held NaN/inf (converted to black); the broken-frame check reports them."""
+    """Indices of frames whose raw output held NaN/inf (made black); the broken-frame check reports them."""
 
     @property
     def num_frames(self) -> int:

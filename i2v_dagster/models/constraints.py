@@ -26,9 +26,7 @@ class SizeRule:
             return errors
         for field, value in (("width", width), ("height", height)):
             if value % self.multiple_of:
-                errors.append(
-                    f"{field}: {adapter} needs a multiple of {self.multiple_of}, got {value}"
-                )
+                errors.append(f"{field}: {adapter} needs a multiple of {self.multiple_of}, got {value}")
             if not self.min_side <= value <= self.max_side:
                 errors.append(
                     f"{field}: {adapter} makes {self.min_side}..{self.max_side} pixels, got {value}"
@@ -81,12 +79,11 @@ class VideoConstraints:
         if self.fps and fps not in self.fps:
             allowed = " or ".join(str(f) for f in self.fps)
             errors.append(f"fps: {adapter} was made for {allowed} fps, got {fps}")
-        if clip_frames is not None:
-            if clip_frames < 1 or clip_frames > self.usable_frames:
-                errors.append(
-                    f"max_clip_frames: {adapter} keeps 1..{self.usable_frames} frames per clip "
-                    f"({self.rule_text()}), got {clip_frames}"
-                )
+        if clip_frames is not None and not 1 <= clip_frames <= self.usable_frames:
+            errors.append(
+                f"max_clip_frames: {adapter} keeps 1..{self.usable_frames} frames per clip "
+                f"({self.rule_text()}), got {clip_frames}"
+            )
         return errors
 
 

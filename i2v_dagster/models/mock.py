@@ -73,7 +73,12 @@ class MockScriptWriter(_NoWeights, ScriptWriter):
     """Writes ``num_scenes`` scenes from the brief, deterministically from the seed."""
 
     name = "mock_script"
-    _PLACES: ClassVar[tuple[str, ...]] = ("a misty harbour", "a quiet forest", "a desert road", "a city rooftop")
+    _PLACES: ClassVar[tuple[str, ...]] = (
+        "a misty harbour",
+        "a quiet forest",
+        "a desert road",
+        "a city rooftop",
+    )
     _MOVES: ClassVar[tuple[str, ...]] = ("slow push in", "gentle pan left", "drift upward", "slow pan right")
 
     @property
@@ -163,11 +168,20 @@ class MockImage(_NoWeights, ImageModel):
         arr = np.asarray(img, dtype=np.int16)
         # mottled mid-scale texture (so a pan changes most pixels, as in a photograph) plus fine grain
         coarse = rng.integers(-24, 25, size=(max(height // 8, 2), max(width // 8, 2)), dtype=np.int16)
-        mottle = np.asarray(Image.fromarray((coarse + 128).astype(np.uint8)).resize(
-            (width, height), Image.Resampling.BICUBIC), dtype=np.int16) - 128
+        mottle = (
+            np.asarray(
+                Image.fromarray((coarse + 128).astype(np.uint8)).resize(
+                    (width, height), Image.Resampling.BICUBIC
+                ),
+                dtype=np.int16,
+            )
+            - 128
+        )
         grain = rng.integers(-8, 9, size=(height, width, 1), dtype=np.int16)
         arr = np.clip(arr + mottle[:, :, None] + grain, 0, 255).astype(np.uint8)
-        return GeneratedImage(image=Image.fromarray(arr, "RGB"), prompt=prompt, seed=seed, model_id=self.model_id)
+        return GeneratedImage(
+            image=Image.fromarray(arr, "RGB"), prompt=prompt, seed=seed, model_id=self.model_id
+        )
 
 
 class MockVideo(_NoWeights, VideoModel):
@@ -219,7 +233,9 @@ class MockVideo(_NoWeights, VideoModel):
         for t in range(1, generated):
             scale = 1.0 / (1.0 + zoom_rate * t)
             data = (scale, 0.0, mx + w / 2 - scale * w / 2, 0.0, scale, my + h / 2 - scale * h / 2)
-            zoomed = np.asarray(padded.transform((w, h), Image.Transform.AFFINE, data, Image.Resampling.BILINEAR))
+            zoomed = np.asarray(
+                padded.transform((w, h), Image.Transform.AFFINE, data, Image.Resampling.BILINEAR)
+            )
             dx, dy = (int(v) for v in np.rint(velocity * t))
             frame = np.roll(zoomed, (dy, dx), axis=(0, 1)).astype(np.float64)
             if cast.any():

@@ -61,7 +61,7 @@ class AdapterInfo:
         return getattr(self.cls, "constraints", None)
 
     def constraints_for(self, settings=None):
-        """The constraints under ``settings`` (e.g. a ``trim_frames`` option), where the class has such rules."""
+        """The constraints under ``settings`` (e.g. a ``trim_frames`` option), where the class has them."""
         rule = getattr(self.cls, "constraints_for", None)
         return rule(settings) if rule is not None and settings is not None else self.constraints
 

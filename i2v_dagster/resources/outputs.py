@@ -17,7 +17,9 @@ def default_outputs_root() -> str:
 class OutputsResource(dg.ConfigurableResource):
     """The default outputs root (a spec's ``outputs_root`` overrides it for that video)."""
 
-    root: str = Field(default_factory=default_outputs_root, description="Folder under which each video gets its own folder.")
+    root: str = Field(
+        default_factory=default_outputs_root, description="Folder under which each video gets its own folder."
+    )
 
     def setup_for_execution(self, context: dg.InitResourceContext) -> None:
         run = context.dagster_run

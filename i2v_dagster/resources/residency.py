@@ -102,8 +102,13 @@ class ModelResidency(dg.ConfigurableResource):
         model.unload()
         del model
         _free_memory()
-        event = {"event": "unload", "model": key, "reason": reason,
-                 "seconds": round(time.monotonic() - started, 4), **_cuda_stats()}
+        event = {
+            "event": "unload",
+            "model": key,
+            "reason": reason,
+            "seconds": round(time.monotonic() - started, 4),
+            **_cuda_stats(),
+        }
         self._events.append(event)
         self._log().info("residency: unloaded %s (%s) in %.2f s", key, reason, event["seconds"])
 
@@ -128,8 +133,13 @@ class ModelResidency(dg.ConfigurableResource):
             started = time.monotonic()
             self._log().info("residency: loading %s (%s)", key, model.model_id)
             model.load()
-            event = {"event": "load", "model": key, "model_id": model.model_id,
-                     "seconds": round(time.monotonic() - started, 4), **_cuda_stats()}
+            event = {
+                "event": "load",
+                "model": key,
+                "model_id": model.model_id,
+                "seconds": round(time.monotonic() - started, 4),
+                **_cuda_stats(),
+            }
             self._events.append(event)
             self._models[key] = model
             self._log().info("residency: loaded %s in %.2f s", key, event["seconds"])

@@ -3,7 +3,8 @@
 Each video has N silent scenes of exactly one clip each (720x480, 24 fps, 24 frames per clip), so the
 clip count is exact. Prints, per size, the run's wall time, the `clips` step's seconds per clip, and the
 fixed overhead (run wall time minus the clips step); then a least-squares fit wall = a + b * clips over
-the sizes, whose intercept is the run's fixed overhead and slope the marginal time per clip.
+the sizes, whose intercept is the run's fixed overhead and slope the marginal time per clip. A 1-clip
+warm-up run (imports, first FFmpeg start) comes first and is not reported.
 
     python benchmarks/bench_mock_render.py [--clips 3 10 30] [--size 720x480]
 """
@@ -24,7 +25,7 @@ from i2v_dagster.jobs import render_video_job
 
 def spec_for(n: int, outputs: Path, width: int, height: int) -> dict:
     return {
-        "name": f"bench-{n}",
+        "name": f"bench-{n}-{outputs.name}",
         "seed": 1,
         "fps": 24,
         "width": width,
@@ -61,6 +62,7 @@ def main() -> None:
     try:
         (workdir / "home").mkdir()
         with dg.instance_for_test(temp_dir=str(workdir / "home")) as instance:
+            run_once(instance, spec_for(1, workdir / "warmup", width, height))  # imports, first encoder start
             for n in args.clips:
                 r = run_once(instance, spec_for(n, workdir / "outputs", width, height))
                 clips_s = r["steps"]["clips"]

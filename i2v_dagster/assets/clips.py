@@ -109,8 +109,8 @@ def render_clip(
     cond = conditioning_for(state, plan)
     limit = min(spec.clip_time_limit_s, budget_left_s)
     label = f"clip {plan.key} of video {spec.name!r}"
-    if budget_left_s < spec.clip_time_limit_s - 1.0:
-        label += f" (run budget: {budget_left_s:.1f} s left)"
+    if budget_left_s < spec.clip_time_limit_s:  # the run's budget, not the clip's own limit, binds
+        label += f" (limited by the run budget: {budget_left_s:.1f} s left)"
     choice = spec.models.video
     steps: list[float] = []
 
@@ -301,7 +301,7 @@ def clip(
         state,
         plans[index],
         residency,
-        budget_left_s=run_budget_left(context, 1, state.spec.clip_time_limit_s),
+        budget_left_s=state.spec.clip_time_limit_s,  # a one-clip run: its budget is the clip's limit
     )
     return dg.MaterializeResult(
         metadata=clip_metadata(state, record),

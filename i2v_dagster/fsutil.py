@@ -13,20 +13,27 @@ from typing import Any
 
 
 @contextlib.contextmanager
+def scratch_path(near: str | Path) -> Iterator[Path]:
+    """Yield a hidden temporary path beside ``near`` (same suffix), removed afterwards whatever happens."""
+    near = Path(near)
+    near.parent.mkdir(parents=True, exist_ok=True)
+    tmp = near.with_name(f".{near.stem}.tmp-{os.getpid()}-{secrets.token_hex(4)}{near.suffix}")
+    try:
+        yield tmp
+    finally:
+        with contextlib.suppress(FileNotFoundError):
+            tmp.unlink()
+
+
+@contextlib.contextmanager
 def atomic_path(dest: str | Path) -> Iterator[Path]:
     """Yield a temporary path beside ``dest`` (same suffix); rename it onto ``dest`` on success.
 
     On an exception the temporary file is removed and ``dest`` is left as it was.
     """
-    dest = Path(dest)
-    dest.parent.mkdir(parents=True, exist_ok=True)
-    tmp = dest.with_name(f".{dest.stem}.tmp-{os.getpid()}-{secrets.token_hex(4)}{dest.suffix}")
-    try:
+    with scratch_path(dest) as tmp:
         yield tmp
         os.replace(tmp, dest)
-    finally:
-        with contextlib.suppress(FileNotFoundError):
-            tmp.unlink()
 
 
 def write_bytes_atomic(dest: str | Path, data: bytes) -> Path:

@@ -16,6 +16,7 @@ from typing import Any
 import dagster as dg
 
 from i2v_dagster.fsutil import sha256_file
+from i2v_dagster.storage import check_evaluations, latest_materialization
 
 VIDEO_ASSETS = ("script", "narration", "keyframes", "clips", "stitched_video")
 _TOKEN_SHAPE = re.compile(r"hf_[A-Za-z0-9]{16,}")
@@ -64,9 +65,7 @@ def hf_cache_locations() -> dict[str, str]:
 
 def check_results(instance: dg.DagsterInstance, run_id: str) -> list[dict[str, Any]]:
     out = []
-    records = instance.get_records_for_run(run_id, of_type=dg.DagsterEventType.ASSET_CHECK_EVALUATION).records
-    for rec in records:
-        ev = rec.event_log_entry.dagster_event.event_specific_data
+    for ev in check_evaluations(instance, run_id):
         out.append(
             {
                 "asset": ev.asset_key.to_user_string(),
@@ -90,19 +89,10 @@ def build_manifest(
 ) -> dict[str, Any]:
     """``files`` maps bundle-relative names to files on disk."""
     run = instance.get_run_by_id(run_id)
-    materializations = []
-    for asset in VIDEO_ASSETS:
-        result = instance.fetch_materializations(
-            dg.AssetRecordsFilter(asset_key=dg.AssetKey(asset), asset_partitions=[video]), limit=1
-        )
-        materializations += [_materialization(r) for r in result.records]
-    clip_keys = [f"{i:03d}|{video}" for i in range(clip_count)]
-    if clip_keys:
-        for key in clip_keys:
-            result = instance.fetch_materializations(
-                dg.AssetRecordsFilter(asset_key=dg.AssetKey("clip"), asset_partitions=[key]), limit=1
-            )
-            materializations += [_materialization(r) for r in result.records]
+    wanted = [(asset, video) for asset in VIDEO_ASSETS]
+    wanted += [("clip", f"{i:03d}|{video}") for i in range(clip_count)]
+    records = [latest_materialization(instance, asset, partition) for asset, partition in wanted]
+    materializations = [_materialization(r) for r in records if r is not None]
     step_stats = [
         {
             "step": s.step_key,

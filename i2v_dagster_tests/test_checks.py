@@ -8,6 +8,7 @@ import zipfile
 import dagster as dg
 import pytest
 
+from i2v_dagster.storage import check_evaluations
 from i2v_dagster_tests.helpers import mock_spec, render
 
 pytestmark = pytest.mark.slow  # each test renders whole videos
@@ -21,10 +22,7 @@ def instance():
 
 def _evaluations(instance, run_id):
     out = {}
-    for rec in instance.get_records_for_run(
-        run_id, of_type=dg.DagsterEventType.ASSET_CHECK_EVALUATION
-    ).records:
-        ev = rec.event_log_entry.dagster_event.event_specific_data
+    for ev in check_evaluations(instance, run_id):
         out[(ev.asset_key.to_user_string(), ev.check_name, ev.partition)] = ev
     return out
 

@@ -93,14 +93,11 @@ def test_real_adapters_render_a_video_with_narration(tiny_models, tmp_path):
         wan_loading = next(i for i, m in enumerate(messages) if "loading wan22_ti2v_5b" in m)
         assert flux_unloaded < wan_loading
         assert any("step 2 of 2" in m for m in messages)  # denoising progress reached the log
+        from i2v_dagster.storage import check_evaluations
+
         evaluations = {
-            (
-                r.event_log_entry.dagster_event.event_specific_data.asset_key.to_user_string(),
-                r.event_log_entry.dagster_event.event_specific_data.check_name,
-            ): r.event_log_entry.dagster_event.event_specific_data
-            for r in instance.get_records_for_run(
-                result.run_id, of_type=dg.DagsterEventType.ASSET_CHECK_EVALUATION
-            ).records
+            (ev.asset_key.to_user_string(), ev.check_name): ev
+            for ev in check_evaluations(instance, result.run_id)
         }
         fidelity = evaluations[("stitched_video", "prompt_fidelity")]
         scores = fidelity.metadata["details"].value["scores"]

@@ -14,6 +14,7 @@ from i2v_dagster.fsutil import atomic_path
 from i2v_dagster.manifest import build_manifest
 from i2v_dagster.partitions import VIDEOS
 from i2v_dagster.resources.outputs import OutputsResource
+from i2v_dagster.storage import latest_materialization
 from i2v_dagster.verify.report import write_report
 
 
@@ -46,13 +47,10 @@ def write_run_report(context: dg.AssetExecutionContext, state) -> None:
     """verify/report.html from this run's check results in Dagster's storage, with the pictures."""
     paths = state.paths
     skipped: dict[str, str] = {}
-    result = context.instance.fetch_materializations(
-        dg.AssetRecordsFilter(asset_key=stitched_video.key, asset_partitions=[state.name]), limit=1
-    )
-    for record in result.records:
-        md = record.asset_materialization.metadata
-        if "skipped_checks" in md:
-            skipped = {f"stitched_video: {k}": v for k, v in md["skipped_checks"].value.items()}
+    record = latest_materialization(context.instance, stitched_video.key, state.name)
+    if record is not None and "skipped_checks" in record.asset_materialization.metadata:
+        reasons = record.asset_materialization.metadata["skipped_checks"].value
+        skipped = {f"stitched_video: {k}": v for k, v in reasons.items()}
     outcomes = stored_outcomes(context.instance, context.run_id, skipped)
     pictures = {
         name: paths.verify_dir / f"{name}.png"

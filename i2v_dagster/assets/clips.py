@@ -7,12 +7,11 @@ import hashlib
 import json
 import time
 from dataclasses import dataclass
-from pathlib import Path
 
 import dagster as dg
 import numpy as np
 
-from i2v_dagster.assets.common import VideoState, load_video, path_md, video_partition
+from i2v_dagster.assets.common import VideoState, load_frame, load_video, path_md, video_partition
 from i2v_dagster.assets.story import keyframes, narration
 from i2v_dagster.assets.verification import (
     CLIP_CHECKS,
@@ -23,7 +22,6 @@ from i2v_dagster.assets.verification import (
     check_specs,
     clip_check_summary,
     clip_outcomes,
-    load_rgb,
 )
 from i2v_dagster.errors import ClipTimeoutError, MediaError
 from i2v_dagster.fsutil import save_png_atomic, sha256_file, write_json_atomic
@@ -46,11 +44,9 @@ class Conditioning:
 def conditioning_for(state: VideoState, plan: ClipPlan) -> Conditioning:
     """Clip 0: the initial image or keyframe 0. Later clips: the previous clip's last frame
     (``last_frame`` mode), or the scene's keyframe at a scene's first clip (``keyframe`` mode)."""
-    from PIL import Image
-
     spec, paths = state.spec, state.paths
     if plan.index == 0:
-        path = Path(spec.initial_image).expanduser() if spec.initial_image else paths.keyframe(0)
+        path = state.start_image
     elif spec.chain_mode == "keyframe" and plan.first_of_scene:
         path = paths.keyframe(plan.scene)
     else:
@@ -58,10 +54,7 @@ def conditioning_for(state: VideoState, plan: ClipPlan) -> Conditioning:
     if not path.is_file():
         what = f"last frame of clip {plan.index - 1:03d}" if path.name.endswith("_last.png") else "image"
         raise MediaError(f"clip {plan.key} of {spec.name}: conditioning {what} not found at {path}")
-    with Image.open(path) as img:
-        image = img.convert("RGB")
-    if image.size != (spec.width, spec.height):
-        image = image.resize((spec.width, spec.height), Image.Resampling.LANCZOS)
+    image = load_frame(path, spec.width, spec.height)
     source = paths.rel(path) if path.resolve().is_relative_to(paths.root) else path.name
     return Conditioning(
         image=image, source=source, sha256=hashlib.sha256(np.asarray(image).tobytes()).hexdigest()
@@ -163,7 +156,7 @@ def render_clip(
     if spec.color_correction:
         from i2v_dagster.verify.color import match_color
 
-        frames = match_color(frames, np.asarray(conditioning_for(state, _first(state)).image))
+        frames = match_color(frames, state.color_reference)
     encode_frames(frames, paths.clip(plan.index), fps=spec.fps)
     save_png_atomic(frames[0], paths.clip_first(plan.index))
     save_png_atomic(frames[-1], paths.clip_last(plan.index))
@@ -172,7 +165,7 @@ def render_clip(
         plan,
         frames,
         nan_frames=result.nan_frames,
-        reference=load_rgb(paths.keyframe(0)),
+        reference=state.first_keyframe,
         encoded=probe(paths.clip(plan.index)),
     )
     record = {
@@ -201,10 +194,6 @@ def render_clip(
     write_json_atomic(paths.clip_record(plan.index), record)
     context.log.info("%s: %d frames in %.2f s", label, record["frames"], gen_seconds)
     return record
-
-
-def _first(state: VideoState) -> ClipPlan:
-    return state.timeline().clips[0]
 
 
 def clip_metadata(state: VideoState, record: dict) -> dict[str, dg.MetadataValue]:

@@ -4,22 +4,43 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass
+from functools import cached_property
 from pathlib import Path
 from typing import Any
 
 import dagster as dg
+import numpy as np
+from PIL import Image
 
 from i2v_dagster.errors import MediaError, SpecError
 from i2v_dagster.paths import VideoPaths
 from i2v_dagster.planning import Timeline
 from i2v_dagster.resources.outputs import OutputsResource
 from i2v_dagster.spec import JobSpec, Script
+from i2v_dagster.storage import latest_materialization
 
 SCRIPT_KEY = dg.AssetKey("script")
 
 
+def load_rgb(path: Path) -> np.ndarray:
+    with Image.open(path) as img:
+        return np.asarray(img.convert("RGB"))
+
+
+def load_frame(path: Path, width: int, height: int) -> Image.Image:
+    """An RGB image at ``width`` x ``height`` (resized only when it is not that size already)."""
+    with Image.open(path) as img:
+        image = img.convert("RGB")
+    if image.size != (width, height):
+        image = image.resize((width, height), Image.Resampling.LANCZOS)
+    return image
+
+
 @dataclass(frozen=True)
 class VideoState:
+    """One video's stored spec and folder, as a step sees them. Built per step, so the cached
+    pictures below are read once per step, not once per clip."""
+
     spec: JobSpec
     paths: VideoPaths
 
@@ -33,6 +54,23 @@ class VideoState:
     def timeline(self) -> Timeline:
         return Timeline.from_dict(_read_json(self.paths.timeline))
 
+    @property
+    def start_image(self) -> Path:
+        """What clip 0 starts from: the spec's initial image, else keyframe 0."""
+        return (
+            Path(self.spec.initial_image).expanduser() if self.spec.initial_image else self.paths.keyframe(0)
+        )
+
+    @cached_property
+    def first_keyframe(self) -> np.ndarray:
+        """Keyframe 0: the colour-drift checks' reference."""
+        return load_rgb(self.paths.keyframe(0))
+
+    @cached_property
+    def color_reference(self) -> np.ndarray:
+        """The first clip's reference frame (its start image), which colour correction matches."""
+        return np.asarray(load_frame(self.start_image, self.spec.width, self.spec.height))
+
 
 def _read_json(path: Path) -> Any:
     if not path.is_file():
@@ -45,13 +83,10 @@ def _read_json(path: Path) -> Any:
 
 def video_dir_from_storage(instance: dg.DagsterInstance, video: str) -> Path | None:
     """The folder recorded by the latest `script` materialization of ``video`` (Dagster storage)."""
-    result = instance.fetch_materializations(
-        dg.AssetRecordsFilter(asset_key=SCRIPT_KEY, asset_partitions=[video]), limit=1
-    )
-    for record in result.records:
-        mat = record.asset_materialization
-        if mat is not None and "video_dir" in mat.metadata:
-            return Path(str(mat.metadata["video_dir"].value))
+    record = latest_materialization(instance, SCRIPT_KEY, video)
+    mat = record.asset_materialization if record is not None else None
+    if mat is not None and "video_dir" in mat.metadata:
+        return Path(str(mat.metadata["video_dir"].value))
     return None
 
 

@@ -9,13 +9,12 @@ import dagster as dg
 import numpy as np
 
 from i2v_dagster.assets.clips import clip, clips
-from i2v_dagster.assets.common import VideoState, load_video, path_md, timings_md
+from i2v_dagster.assets.common import VideoState, load_rgb, load_video, path_md, timings_md
 from i2v_dagster.assets.story import narration
 from i2v_dagster.assets.verification import (
     STITCHED_CHECKS,
     check_result,
     check_specs,
-    load_rgb,
     prompt_fidelity_outcome,
     sync_outcome,
 )
@@ -23,6 +22,7 @@ from i2v_dagster.errors import MediaError
 from i2v_dagster.fsutil import sha256_file
 from i2v_dagster.media.video import probe, read_frames, stitch
 from i2v_dagster.partitions import VIDEOS, by_video
+from i2v_dagster.planning import Timeline
 from i2v_dagster.resources.outputs import OutputsResource
 from i2v_dagster.resources.residency import ModelResidency
 from i2v_dagster.verify.motion import motion_fractions
@@ -41,14 +41,14 @@ def scorer_skip_reason(state: VideoState) -> str | None:
     return scorer_availability(choice.settings())
 
 
-def make_pictures(state: VideoState) -> dict[str, dg.MetadataValue]:
+def make_pictures(state: VideoState, timeline: Timeline, records: list[dict]) -> dict[str, dg.MetadataValue]:
     """Contact sheet (keyframes, first/last frame of each clip, seams) and the motion/drift plot."""
     spec, paths = state.spec, state.paths
-    plans = state.timeline().clips
+    plans = timeline.clips
     firsts = [load_rgb(paths.clip_first(p.index)) for p in plans]
     lasts = [load_rgb(paths.clip_last(p.index)) for p in plans]
     rows = [
-        ("keyframes", [load_rgb(paths.keyframe(s.index)) for s in state.timeline().scenes]),
+        ("keyframes", [load_rgb(paths.keyframe(s.index)) for s in timeline.scenes]),
         ("clip first frames", firsts),
         ("clip last frames", lasts),
     ]
@@ -59,9 +59,8 @@ def make_pictures(state: VideoState) -> dict[str, dg.MetadataValue]:
     frames = read_frames(paths.final)
     motion = [float(x) for x in motion_fractions(frames)]
     drift = []
-    for p in plans:
-        record = json.loads(paths.clip_record(p.index).read_text(encoding="utf-8"))
-        found = [o for o in record["checks"]["outcomes"] if o["name"] == "color_drift"]
+    for record in records:
+        found = [o for o in record.get("checks", {}).get("outcomes", []) if o["name"] == "color_drift"]
         drift.append(float(found[0]["value"]) if found and found[0]["value"] is not None else float("nan"))
     # the seam pair of clip i (its first frame against the previous last) has index start_frame - 1
     plot = motion_drift_plot(
@@ -94,11 +93,11 @@ def stitched_video(context: dg.AssetExecutionContext, outputs: OutputsResource) 
     missing = [paths.rel(f) if f.parent.exists() else str(f) for f in files if not f.is_file()]
     if missing:
         raise MediaError(f"video {spec.name!r}: planned clips missing: {', '.join(missing)}")
-    keys = []
-    for c in timeline.clips:  # a clip re-made alone after the `clips` step is picked up here
+    records = []  # a clip re-made alone after the `clips` step is picked up here
+    for c in timeline.clips:
         record_path = paths.clip_record(c.index)
-        record = json.loads(record_path.read_text()) if record_path.is_file() else {}
-        keys.append(record.get("content_key", "")[:12])
+        records.append(json.loads(record_path.read_text(encoding="utf-8")) if record_path.is_file() else {})
+    keys = [record.get("content_key", "")[:12] for record in records]
     audio = paths.narration if paths.narration.is_file() else None
     started = time.monotonic()
     stitch(files, paths.final, fps=spec.fps, audio=audio)
@@ -123,7 +122,7 @@ def stitched_video(context: dg.AssetExecutionContext, outputs: OutputsResource) 
         metadata["audio_duration_s"] = round(info.audio.duration_s, 4)
         metadata["audio_video_diff_s"] = round(abs(info.audio.duration_s - video.duration_s), 4)
     started = time.monotonic()
-    metadata.update(make_pictures(state))
+    metadata.update(make_pictures(state, timeline, records))
     skip = scorer_skip_reason(state)
     metadata["skipped_checks"] = dg.MetadataValue.json({"prompt_fidelity": skip} if skip else {})
     metadata.update(timings_md(stitch=stitch_s, pictures=time.monotonic() - started))

@@ -22,9 +22,11 @@ import dagster as dg
 import numpy as np
 from PIL import Image
 
+from i2v_dagster.assets.common import load_rgb
 from i2v_dagster.paths import VideoPaths
 from i2v_dagster.planning import ClipPlan
 from i2v_dagster.spec import JobSpec
+from i2v_dagster.storage import check_evaluations
 from i2v_dagster.verify import CheckOutcome
 from i2v_dagster.verify.metrics import (
     check_broken_frames,
@@ -58,11 +60,6 @@ def check_specs(asset, names: Sequence[str], partitions_def) -> list[dg.AssetChe
             dg.AssetCheckSpec(n, asset=asset, partitions_def=partitions_def, description=DESCRIPTIONS[n])
             for n in names
         ]
-
-
-def load_rgb(path: Path) -> np.ndarray:
-    with Image.open(path) as img:
-        return np.asarray(img.convert("RGB"))
 
 
 def clip_outcomes(
@@ -313,9 +310,7 @@ def prompt_fidelity_outcome(state, residency) -> CheckOutcome:
 def stored_outcomes(instance: dg.DagsterInstance, run_id: str, skipped: dict[str, str]) -> list[CheckOutcome]:
     """Check results of a run, read back from Dagster's event log (for the report)."""
     out = []
-    records = instance.get_records_for_run(run_id, of_type=dg.DagsterEventType.ASSET_CHECK_EVALUATION).records
-    for rec in records:
-        ev = rec.event_log_entry.dagster_event.event_specific_data
+    for ev in check_evaluations(instance, run_id):
         md = {k: v.value for k, v in ev.metadata.items()}
         asset = ev.asset_key.to_user_string()
         where = f"{asset}[{ev.partition}]" if ev.partition else asset

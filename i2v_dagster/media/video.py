@@ -14,7 +14,7 @@ from pathlib import Path
 import numpy as np
 
 from i2v_dagster.errors import FFmpegError, MediaError
-from i2v_dagster.fsutil import atomic_path
+from i2v_dagster.fsutil import atomic_path, scratch_path
 from i2v_dagster.media.ffmpeg import run_ffmpeg
 
 log = logging.getLogger(__name__)
@@ -214,7 +214,7 @@ def stitch(clips: list[Path], dest: str | Path, *, fps: int, audio: Path | None 
     for clip in clips:
         verify_decodes(clip)
     dest = Path(dest)
-    with atomic_path(dest.with_name(dest.stem + ".concat.txt")) as listing:
+    with scratch_path(dest.with_name(dest.stem + ".concat.txt")) as listing:
         listing.write_text("".join(_concat_list_line(Path(c)) for c in clips), encoding="utf-8")
         copy = _same_codec_params([probe(c) for c in clips])
         video_args = ["-c:v", "copy"] if copy else [*X264_ARGS, "-r", str(fps)]
@@ -247,6 +247,5 @@ def stitch(clips: list[Path], dest: str | Path, *, fps: int, audio: Path | None 
                     returncode=exc.returncode,
                 ) from exc
             probe(tmp)  # a result that does not even probe must not replace a good file
-    dest.with_name(dest.stem + ".concat.txt").unlink(missing_ok=True)
     log.info("stitched %d clips into %s (%s)", len(clips), dest, "stream copy" if copy else "re-encoded")
     return dest

@@ -209,9 +209,6 @@ class JobSpec(dg.Config):
         base = scene.motion_prompt or scene.visual_prompt
         return f"{base}, {self.motion_style}" if self.motion_style else base
 
-    def content_hash(self) -> str:
-        return hashlib.sha256(json.dumps(self.model_dump(), sort_keys=True).encode()).hexdigest()
-
 
 def derive_seed(seed: int, purpose: str) -> int:
     digest = hashlib.sha256(f"{seed}:{purpose}".encode()).digest()

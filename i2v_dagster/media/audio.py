@@ -51,11 +51,3 @@ def pad_to(samples: np.ndarray, sample_rate: int, seconds: float) -> np.ndarray:
     if len(samples) >= n:
         return samples[:n]
     return np.concatenate([samples, np.zeros(n - len(samples), dtype=samples.dtype)])
-
-
-def resample_linear(samples: np.ndarray, src_rate: int, dst_rate: int) -> np.ndarray:
-    if src_rate == dst_rate:
-        return samples
-    n = int(round(len(samples) * dst_rate / src_rate))
-    x = np.linspace(0, len(samples) - 1, n)
-    return np.interp(x, np.arange(len(samples)), samples).astype(np.float32)

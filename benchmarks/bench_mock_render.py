@@ -20,7 +20,7 @@ from pathlib import Path
 import dagster as dg
 import numpy as np
 
-from i2v_dagster.jobs import render_video_job
+from i2v_dagster.definitions import render_video_job
 
 
 def spec_for(n: int, outputs: Path, width: int, height: int) -> dict:

@@ -1,12 +1,7 @@
 """i2v-dagster: image-to-video generation and test pipeline as a Dagster asset graph.
 
-``dagster ... -m i2v_dagster`` finds the code location's ``defs`` here.
+The package root imports nothing: the code location is ``i2v_dagster.definitions`` (``dagster ... -m
+i2v_dagster.definitions``), and only ``i2v_dagster.definitions`` and ``i2v_dagster.defs`` import Dagster.
 """
 
-from __future__ import annotations
-
 __version__ = "0.1.0"
-
-from i2v_dagster.definitions import defs  # noqa: E402
-
-__all__ = ["defs", "__version__"]

@@ -33,13 +33,11 @@ def ensure_dagster_home() -> Path:
 
 
 def cmd_validate(args: argparse.Namespace) -> int:
-    from i2v_dagster.spec import load_spec
+    from i2v_dagster.models.registry import max_clip_frames
+    from i2v_dagster.specfile import load_spec
 
     spec = load_spec(args.spec, args.set)
-    from i2v_dagster.models.registry import get_adapter_info
-
-    video = get_adapter_info(spec.models.video.adapter)
-    per_clip = spec.max_clip_frames or video.constraints_for(spec.models.video.settings()).usable_frames
+    per_clip = max_clip_frames(spec)
     print(f"ok: {args.spec} is a valid spec for video {spec.name!r}")
     print(
         f"  scenes: {len(spec.scenes)}  fps: {spec.fps}  size: {spec.width}x{spec.height}  seed: {spec.seed}"
@@ -50,7 +48,7 @@ def cmd_validate(args: argparse.Namespace) -> int:
         f"clip limit {spec.clip_time_limit_s:g} s"
     )
     if args.json:
-        print(json.dumps(spec.model_dump(), indent=2))
+        print(json.dumps(spec.model_dump(mode="json"), indent=2))
     return 0
 
 
@@ -89,9 +87,9 @@ def _doctor_lines() -> list[tuple[str, bool | None, str]]:
         lines.append(("torch", True, detail))
     except ImportError:
         lines.append(("torch", None, "not installed (mock models only; pip install -e '.[models]')"))
-    from i2v_dagster.manifest import hf_cache_locations
+    from i2v_dagster.hfcache import hub_cache_dir
 
-    cache = Path(hf_cache_locations()["HF_HUB_CACHE"])
+    cache = hub_cache_dir()
     probe_dir = cache if cache.exists() else next((p for p in cache.parents if p.exists()), Path("/"))
     free = shutil.disk_usage(probe_dir).free / 1e9
     token = "set" if os.environ.get("HF_TOKEN") else "not set"
@@ -154,23 +152,23 @@ def cmd_home(args: argparse.Namespace) -> int:
 
 
 def cmd_run(args: argparse.Namespace) -> int:
-    from i2v_dagster.spec import load_spec
+    from i2v_dagster.specfile import load_spec
 
     spec = load_spec(args.spec, args.set)
     home = ensure_dagster_home()
     import dagster as dg
 
-    from i2v_dagster.jobs import render_video_job
+    from i2v_dagster.definitions import render_video_job
 
     print(f"rendering {spec.name!r} (DAGSTER_HOME={home})", flush=True)
     instance = dg.DagsterInstance.get()
     result = dg.execute_job(
         dg.reconstructable(render_video_job),
         instance=instance,
-        run_config={"ops": {"script": {"config": spec.model_dump()}}},
+        run_config={"ops": {"script": {"config": spec.model_dump(mode="json")}}},
         tags={"dagster/partition": spec.name},
     )
-    from i2v_dagster.assets.common import video_dir_from_storage
+    from i2v_dagster.defs.common import video_dir_from_storage
 
     folder = video_dir_from_storage(instance, spec.name)
     print(f"run {result.run_id}: {'SUCCESS' if result.success else 'FAILURE'}")

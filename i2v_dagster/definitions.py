@@ -1,17 +1,20 @@
-"""The code location: assets, checks, jobs, schedules and resources in one Definitions."""
+"""The code location: assets, checks, jobs, schedules and resources in one Definitions.
+
+``dagster dev`` (workspace.yaml), ``dagster job execute -m i2v_dagster.definitions`` and ``dg`` load it.
+"""
 
 from __future__ import annotations
 
 import dagster as dg
 
-from i2v_dagster.assets.bundle import bundle
-from i2v_dagster.assets.clips import clip, clips, clips_checks
-from i2v_dagster.assets.stitch import stitched_checks, stitched_video
-from i2v_dagster.assets.story import keyframes, narration, script
-from i2v_dagster.jobs import render_video
+from i2v_dagster.defs.bundle import bundle
+from i2v_dagster.defs.clips import clip, clips, clips_checks
+from i2v_dagster.defs.jobs import render_video
+from i2v_dagster.defs.outputs import OutputsResource
+from i2v_dagster.defs.residency import ModelResidency
+from i2v_dagster.defs.stitch import stitched_checks, stitched_video
+from i2v_dagster.defs.story import keyframes, narration, script
 from i2v_dagster.prefetch_defs import hf_resource, prefetch_job, smoke_prefetch_schedule
-from i2v_dagster.resources.outputs import OutputsResource
-from i2v_dagster.resources.residency import ModelResidency
 
 defs = dg.Definitions(
     assets=[script, narration, keyframes, clips, clip, stitched_video, bundle],
@@ -20,3 +23,8 @@ defs = dg.Definitions(
     schedules=[smoke_prefetch_schedule],
     resources={"outputs": OutputsResource(), "residency": ModelResidency(), "hf": hf_resource()},
 )
+
+
+def render_video_job() -> dg.JobDefinition:
+    """The resolved job, for ``dg.reconstructable`` (used by ``i2v run``)."""
+    return defs.resolve_job_def("render_video")

@@ -3,6 +3,10 @@
 Dagster OSS has no op-level timeout, so each clip gets ``min(per_clip_limit, run_budget_left)`` and two
 mechanisms enforce it: adapters call :meth:`Deadline.check` at every denoising step, and a watchdog
 (SIGALRM, main thread only) interrupts code that does not reach such a check.
+
+The watchdog is armed around model code only. Work that must not be cut in half while it is armed (a
+progress callback writing to Dagster's event log) runs inside :func:`shielded`: the alarm is held back
+for its duration and fires right after it, never inside the write.
 """
 
 from __future__ import annotations
@@ -72,6 +76,9 @@ def watchdog(deadline: Deadline) -> Iterator[bool]:
         return
 
     def _on_alarm(signum, frame):  # noqa: ARG001 - signal handler signature
+        if _shield.depth:  # inside shielded(): raise when it ends instead
+            _shield.pending = deadline
+            return
         raise deadline.error()
 
     previous = signal.signal(signal.SIGALRM, _on_alarm)
@@ -81,3 +88,26 @@ def watchdog(deadline: Deadline) -> Iterator[bool]:
     finally:
         signal.setitimer(signal.ITIMER_REAL, 0)
         signal.signal(signal.SIGALRM, previous)
+        _shield.pending = None
+
+
+class _Shield:
+    depth = 0
+    pending: Deadline | None = None
+
+
+_shield = _Shield()
+
+
+@contextlib.contextmanager
+def shielded() -> Iterator[None]:
+    """Hold the watchdog's alarm back while the body runs; an alarm that came due meanwhile raises its
+    :class:`ClipTimeoutError` as the body ends (never inside it)."""
+    _shield.depth += 1
+    try:
+        yield
+    finally:
+        _shield.depth -= 1
+    if _shield.depth == 0 and _shield.pending is not None:
+        due, _shield.pending = _shield.pending, None
+        raise due.error()

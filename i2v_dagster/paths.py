@@ -5,6 +5,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
+from i2v_dagster.planning import clip_id
+
 
 @dataclass(frozen=True)
 class VideoPaths:
@@ -36,22 +38,22 @@ class VideoPaths:
         return self.root / "narration.wav"
 
     def scene_audio(self, scene: int) -> Path:
-        return self.root / "narration" / f"scene_{scene:03d}.wav"
+        return self.root / "narration" / f"scene_{clip_id(scene)}.wav"
 
     def keyframe(self, scene: int) -> Path:
-        return self.root / "keyframes" / f"keyframe_{scene:03d}.png"
+        return self.root / "keyframes" / f"keyframe_{clip_id(scene)}.png"
 
     def clip(self, index: int) -> Path:
-        return self.root / "clips" / f"clip_{index:03d}.mp4"
+        return self.root / "clips" / f"clip_{clip_id(index)}.mp4"
 
     def clip_first(self, index: int) -> Path:
-        return self.root / "clips" / f"clip_{index:03d}_first.png"
+        return self.root / "clips" / f"clip_{clip_id(index)}_first.png"
 
     def clip_last(self, index: int) -> Path:
-        return self.root / "clips" / f"clip_{index:03d}_last.png"
+        return self.root / "clips" / f"clip_{clip_id(index)}_last.png"
 
     def clip_record(self, index: int) -> Path:
-        return self.root / "clips" / f"clip_{index:03d}.json"
+        return self.root / "clips" / f"clip_{clip_id(index)}.json"
 
     @property
     def final(self) -> Path:

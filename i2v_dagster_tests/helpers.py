@@ -8,7 +8,7 @@ from typing import Any
 
 import dagster as dg
 
-from i2v_dagster.jobs import render_video_job
+from i2v_dagster.definitions import render_video_job
 
 SCENES = [
     {

@@ -8,7 +8,7 @@ import zipfile
 import dagster as dg
 import pytest
 
-from i2v_dagster.storage import check_evaluations
+from i2v_dagster.defs.storage import check_evaluations
 from i2v_dagster_tests.helpers import mock_spec, render
 
 pytestmark = pytest.mark.slow  # each test renders whole videos
@@ -47,7 +47,7 @@ def test_mock_run_passes_every_check_and_skips_scoring_with_reason(instance, tmp
     video_level = {(a, c): e for (a, c, p), e in evals.items() if a != "clip"}
     assert set(video_level) == {
         ("clips", n) for n in ("shape", "broken_frames", "motion", "color_drift", "seam_continuity")
-    } | {("stitched_video", "sync")}
+    } | {("stitched_video", "sync"), ("stitched_video", "shape")}
     failed = {k: e.metadata["explanation"].value for k, e in evals.items() if not e.passed}
     assert failed == {}
     for ev in video_level.values():

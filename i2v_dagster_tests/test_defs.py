@@ -2,7 +2,7 @@ from __future__ import annotations
 
 import dagster as dg
 
-from i2v_dagster import defs
+from i2v_dagster.definitions import defs
 
 
 def test_definitions_load_and_jobs_resolve():
@@ -22,7 +22,7 @@ def test_gpu_steps_declare_the_gpu_pool():
 
 
 def test_launchpad_config_prefills_from_jobs_folder():
-    from i2v_dagster.jobs import launchpad_config
+    from i2v_dagster.defs.jobs import launchpad_config
 
     assert launchpad_config("demo")["ops"]["script"]["config"]["name"] == "demo"
     stub = launchpad_config("brand-new")["ops"]["script"]["config"]

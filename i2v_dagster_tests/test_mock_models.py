@@ -8,7 +8,7 @@ import pytest
 from i2v_dagster.guardrails import Deadline
 from i2v_dagster.models.base import AdapterSettings, ClipRequest
 from i2v_dagster.models.mock import MockImage, MockScriptWriter, MockSpeech, MockVideo
-from i2v_dagster.spec import parse_spec
+from i2v_dagster.specfile import parse_spec
 
 
 def test_keyframes_follow_seed_and_prompt():

@@ -89,11 +89,11 @@ def test_real_adapters_render_a_video_with_narration(tiny_models, tmp_path):
         assert (info.video.width, info.video.height) == (64, 64)
         assert abs(info.video.duration_s - wav_duration(root / "narration.wav")) <= 1 / 24
         messages = [m for _, m in _messages(instance, result.run_id)]
-        flux_unloaded = next(i for i, m in enumerate(messages) if "unloaded flux_schnell" in m)
-        wan_loading = next(i for i, m in enumerate(messages) if "loading wan22_ti2v_5b" in m)
+        flux_unloaded = next(i for i, m in enumerate(messages) if "unloaded model flux_schnell" in m)
+        wan_loading = next(i for i, m in enumerate(messages) if "loading model wan22_ti2v_5b" in m)
         assert flux_unloaded < wan_loading
         assert any("step 2 of 2" in m for m in messages)  # denoising progress reached the log
-        from i2v_dagster.storage import check_evaluations
+        from i2v_dagster.defs.storage import check_evaluations
 
         evaluations = {
             (ev.asset_key.to_user_string(), ev.check_name): ev

@@ -5,8 +5,8 @@ from __future__ import annotations
 import dagster as dg
 import pytest
 
+from i2v_dagster.defs.residency import ModelResidency
 from i2v_dagster.models.base import AdapterSettings
-from i2v_dagster.resources.residency import ModelResidency
 
 
 @pytest.fixture()
@@ -22,11 +22,12 @@ def test_nothing_loads_at_setup(residency):
     assert residency.resident == [] and residency.events == []
 
 
-def test_one_large_model_at_a_time_in_order(residency):
+def test_each_use_unloads_its_model_when_it_ends(residency):
     with residency.use("mock_speech") as speech:
         assert speech.is_loaded
+    assert not speech.is_loaded
     with residency.use("mock_image") as image:
-        assert image.is_loaded and not speech.is_loaded
+        assert image.is_loaded
     with residency.use("mock_video") as video:
         assert video.is_loaded and not image.is_loaded
     seq = [(e["event"], e["model"].split("#")[0]) for e in residency.events]
@@ -36,18 +37,21 @@ def test_one_large_model_at_a_time_in_order(residency):
         ("load", "mock_image"),
         ("unload", "mock_image"),
         ("load", "mock_video"),
+        ("unload", "mock_video"),
     ]
     assert all(e["seconds"] >= 0 for e in residency.events)
-    assert residency.events[3]["reason"] == "to make room for mock_video"
+    assert {e["reason"] for e in residency.events if e["event"] == "unload"} == {"its step is done"}
+    assert residency.resident == []
 
 
-def test_same_settings_reuse_the_loaded_model(residency):
+def test_nested_uses_share_the_model_until_the_outermost_ends(residency):
     with residency.use("mock_video") as a:
-        pass
-    with residency.use("mock_video") as b:
-        assert a is b
+        with residency.use("mock_video") as b:
+            assert a is b
+        assert a.is_loaded
+    assert not a.is_loaded
     with residency.use("mock_video", AdapterSettings(options={"steps": 2})) as c:
-        assert c is not a and not a.is_loaded
+        assert c is not a
     assert sum(e["event"] == "load" for e in residency.events) == 2
 
 
@@ -64,10 +68,10 @@ def test_budget_allows_sharing_when_models_fit():
             assert image.is_loaded and video.is_loaded  # mock weights are 0 GB: both fit
         res.teardown_after_execution(ctx)
         assert not image.is_loaded and not video.is_loaded
-        assert [e["reason"] for e in res.events if e["event"] == "unload"] == ["teardown", "teardown"]
 
 
-def test_budget_evicts_when_models_do_not_fit(monkeypatch):
+def test_a_second_large_model_that_does_not_fit_beside_one_in_use_is_refused(monkeypatch):
+    from i2v_dagster.errors import ModelLoadError
     from i2v_dagster.models.mock import MockImage, MockVideo
 
     monkeypatch.setattr(MockImage, "weights_gb", 34.0)
@@ -75,11 +79,44 @@ def test_budget_evicts_when_models_do_not_fit(monkeypatch):
     res = ModelResidency(vram_budget_gb=40.0)
     with dg.build_init_resource_context() as ctx:
         res.setup_for_execution(ctx)
-        with res.use("mock_image") as image:
+        with (
+            res.use("mock_image"),
+            pytest.raises(ModelLoadError, match="cannot load beside mock_image"),
+            res.use("mock_video"),
+        ):
             pass
-        with res.use("mock_video"):
-            assert not image.is_loaded
         res.teardown_after_execution(ctx)
+
+
+def test_a_failing_step_drops_the_call_frames_and_unloads(residency, monkeypatch):
+    """A timed-out call's traceback keeps every local of the model call alive until the error is dropped;
+    the residency clears those frames (and unloads) before the error leaves the step."""
+    import gc
+    import weakref
+
+    from i2v_dagster.errors import ClipTimeoutError
+    from i2v_dagster.models.mock import MockVideo
+
+    class Pipeline:  # stands for a diffusers pipeline: big tensors referenced from its call's frames
+        def __call__(self):
+            latents = bytearray(10_000_000)  # noqa: F841 - a local the traceback would keep
+            raise ClipTimeoutError("clip 004 ran over its time limit", limit_s=1.0, elapsed_s=1.2)
+
+    refs = []
+
+    def generate(self, request):
+        pipe = Pipeline()
+        refs.append(weakref.ref(pipe))
+        pipe()
+
+    monkeypatch.setattr(MockVideo, "generate", generate)
+    with pytest.raises(ClipTimeoutError) as info, residency.use("mock_video") as video:
+        video.generate(None)
+    gc.collect()
+    assert info.value is not None  # the error is still held here ...
+    assert refs[0]() is None  # ... but the pipeline it referenced is gone
+    assert not video.is_loaded
+    assert residency.events[-1]["reason"] == "its step failed"
 
 
 def test_unknown_adapter_is_a_clear_error(residency):

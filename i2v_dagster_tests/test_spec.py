@@ -8,7 +8,8 @@ import pytest
 import yaml
 
 from i2v_dagster.errors import SpecError
-from i2v_dagster.spec import JobSpec, apply_overrides, load_spec, parse_spec
+from i2v_dagster.spec import JobSpec
+from i2v_dagster.specfile import apply_overrides, load_spec, parse_spec
 
 BASE = {"name": "demo", "scenes": [{"visual_prompt": "a lighthouse", "narration": "Hello."}]}
 
@@ -106,12 +107,33 @@ def test_unreadable_files_name_the_file(tmp_path):
         load_spec(tmp_path / "list.yaml")
 
 
-def test_spec_is_a_dagster_config_with_descriptions():
-    import dagster as dg
+def test_every_field_has_a_description_and_dagster_sees_it():
+    from i2v_dagster.defs.config import spec_config_schema
 
-    assert issubclass(JobSpec, dg.Config)
     missing = [n for n, f in JobSpec.model_fields.items() if not f.description]
     assert missing == []
+    fields = spec_config_schema().config_type.fields
+    assert set(fields) == set(JobSpec.model_fields)
+    assert fields["fps"].description == JobSpec.model_fields["fps"].description
+
+
+def test_spec_imports_without_dagster():
+    import subprocess
+    import sys
+
+    code = "import sys, i2v_dagster.spec, i2v_dagster.specfile; print('dagster' in sys.modules)"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.strip() == "False"
+
+
+def test_registry_and_spec_name_the_same_adapters():
+    from typing import get_args
+
+    from i2v_dagster.models.registry import ROLES, adapter_names
+    from i2v_dagster.spec import ADAPTERS_BY_ROLE
+
+    for role in ROLES:
+        assert set(get_args(ADAPTERS_BY_ROLE[role])) - {"none"} == set(adapter_names(role)), role
 
 
 def test_adapter_rules_follow_the_adapters_settings():

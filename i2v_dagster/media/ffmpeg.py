@@ -68,16 +68,20 @@ def ffmpeg_version(path: str) -> str:
     return (out.stdout.splitlines() or ["unknown"])[0]
 
 
-def _tail(text: str, lines: int = 12) -> str:
+def tail(text: str, lines: int = 12) -> str:
     return "\n".join(text.strip().splitlines()[-lines:])
+
+
+def ffmpeg_command(args: list[str]) -> list[str]:
+    """The argument list that runs FFmpeg quietly on ``args`` (no shell, no prompts, overwriting)."""
+    return [find_ffmpeg().path, "-hide_banner", "-nostdin", "-loglevel", "error", "-y", *args]
 
 
 def run_ffmpeg(
     args: list[str], *, what: str, input_bytes: bytes | None = None, timeout: float | None = None
 ) -> None:
     """Run ffmpeg with ``args`` (no shell). Raise :class:`FFmpegError` with stderr's tail on failure."""
-    exe = find_ffmpeg().path
-    cmd = [exe, "-hide_banner", "-nostdin", "-loglevel", "error", "-y", *args]
+    cmd = ffmpeg_command(args)
     log.debug("ffmpeg %s: %s", what, cmd)
     try:
         proc = subprocess.run(cmd, input=input_bytes, capture_output=True, check=False, timeout=timeout)
@@ -87,6 +91,6 @@ def run_ffmpeg(
         stderr = proc.stderr.decode("utf-8", "replace")
         raise FFmpegError(
             f"ffmpeg failed while {what} (exit {proc.returncode})",
-            stderr_tail=_tail(stderr),
+            stderr_tail=tail(stderr),
             returncode=proc.returncode,
         )

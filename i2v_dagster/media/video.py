@@ -7,7 +7,9 @@ when this module encoded them) and re-encodes otherwise; narration is muxed as A
 
 from __future__ import annotations
 
+import contextlib
 import logging
+import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -19,26 +21,21 @@ from i2v_dagster.media.ffmpeg import run_ffmpeg
 
 log = logging.getLogger(__name__)
 
-X264_ARGS = [
-    "-c:v",
-    "libx264",
-    "-pix_fmt",
-    "yuv420p",
-    "-crf",
-    "17",
-    "-preset",
-    "fast",
-    "-threads",
-    "2",
-    "-fflags",
-    "+bitexact",
-    "-flags:v",
-    "+bitexact",
-    "-map_metadata",
-    "-1",
-    "-movflags",
-    "+faststart",
-]
+DEFAULT_PRESET = "medium"
+DEFAULT_CRF = 16
+ENCODER_THREADS = 2
+"""x264's thread count is fixed: its output depends on it, and the same frames must give the same bytes."""
+
+
+def x264_args(preset: str = DEFAULT_PRESET, crf: int = DEFAULT_CRF) -> list[str]:
+    """H.264 in yuv420p, bit-exact, no metadata, index at the front."""
+    return [
+        "-c:v", "libx264", "-pix_fmt", "yuv420p", "-crf", str(crf), "-preset", preset,
+        "-threads", str(ENCODER_THREADS), "-fflags", "+bitexact", "-flags:v", "+bitexact",
+        "-map_metadata", "-1", "-movflags", "+faststart",
+    ]  # fmt: skip
+
+
 AUDIO_ARGS = ["-c:a", "aac", "-b:a", "160k", "-ar", "48000", "-ac", "1", "-flags:a", "+bitexact"]
 
 
@@ -69,39 +66,95 @@ class MediaInfo:
         return next((s for s in self.streams if s.kind == "audio"), None)
 
 
-def encode_frames(frames: np.ndarray, dest: str | Path, *, fps: int) -> Path:
-    """Write uint8 (T,H,W,3) RGB frames to an H.264 MP4 at ``dest`` (atomically)."""
-    if frames.ndim != 4 or frames.shape[-1] != 3 or frames.dtype != np.uint8:
-        raise MediaError(f"frames must be uint8 (T,H,W,3), got {frames.dtype} {frames.shape}")
-    t, h, w, _ = frames.shape
-    if t == 0:
-        raise MediaError(f"no frames to encode into {dest}")
-    if h % 2 or w % 2:
-        raise MediaError(f"H.264 yuv420p needs an even size, got {w}x{h} for {dest}")
-    with atomic_path(dest) as tmp:
-        run_ffmpeg(
+class PendingEncode:
+    """An encode running in an FFmpeg process while the caller does other work (checks, pictures).
+
+    The frames are fed to FFmpeg's stdin from a thread (the write releases the GIL); :meth:`finish` waits,
+    then renames the finished file into place, or raises :class:`FFmpegError` naming the file and removes
+    the temporary one. Nothing is left half-written at ``dest``.
+    """
+
+    def __init__(self, frames: np.ndarray, dest: str | Path, *, fps: int, preset: str, crf: int) -> None:
+        import subprocess
+        import threading
+
+        from i2v_dagster.fsutil import scratch_name
+        from i2v_dagster.media.ffmpeg import ffmpeg_command
+
+        if frames.ndim != 4 or frames.shape[-1] != 3 or frames.dtype != np.uint8:
+            raise MediaError(f"frames for {dest} must be uint8 (T,H,W,3), got {frames.dtype} {frames.shape}")
+        t, h, w, _ = frames.shape
+        if t == 0:
+            raise MediaError(f"no frames to encode into {dest}")
+        if h % 2 or w % 2:
+            raise MediaError(f"H.264 yuv420p needs an even size, got {w}x{h} for {dest}")
+        self.dest = Path(dest)
+        self.dest.parent.mkdir(parents=True, exist_ok=True)
+        self.tmp = scratch_name(self.dest)
+        cmd = ffmpeg_command(
             [
-                "-f",
-                "rawvideo",
-                "-pix_fmt",
-                "rgb24",
-                "-s",
-                f"{w}x{h}",
-                "-r",
-                str(fps),
-                "-i",
-                "pipe:0",
-                *X264_ARGS,
-                "-r",
-                str(fps),
-                "-video_track_timescale",
-                str(fps * 1000),
-                str(tmp),
-            ],
-            what=f"encoding {Path(dest).name}",
-            input_bytes=np.ascontiguousarray(frames).tobytes(),
+                "-f", "rawvideo", "-pix_fmt", "rgb24", "-s", f"{w}x{h}", "-r", str(fps), "-i", "pipe:0",
+                *x264_args(preset, crf), "-r", str(fps), "-video_track_timescale", str(fps * 1000),
+                str(self.tmp),
+            ]
+        )  # fmt: skip
+        self._proc = subprocess.Popen(
+            cmd, stdin=subprocess.PIPE, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE
         )
-    return Path(dest)
+        self._stderr = b""
+        self._write_error: OSError | None = None
+        data = np.ascontiguousarray(frames)
+
+        def feed() -> None:
+            try:
+                self._proc.stdin.write(memoryview(data).cast("B"))
+            except OSError as exc:  # FFmpeg exited early: its stderr says why
+                self._write_error = exc
+            finally:
+                with contextlib.suppress(OSError):
+                    self._proc.stdin.close()
+
+        def drain() -> None:
+            self._stderr = self._proc.stderr.read()
+
+        self._threads = [
+            threading.Thread(target=feed, daemon=True),
+            threading.Thread(target=drain, daemon=True),
+        ]
+        for thread in self._threads:
+            thread.start()
+
+    def finish(self) -> Path:
+        try:
+            for thread in self._threads:
+                thread.join()
+            code = self._proc.wait()
+            if code != 0 or self._write_error is not None:
+                from i2v_dagster.media.ffmpeg import tail
+
+                raise FFmpegError(
+                    f"ffmpeg failed while encoding {self.dest} (exit {code})",
+                    stderr_tail=tail(self._stderr.decode("utf-8", "replace")),
+                    returncode=code,
+                )
+            os.replace(self.tmp, self.dest)
+        finally:
+            self.tmp.unlink(missing_ok=True)
+        return self.dest
+
+    def abort(self) -> None:
+        """Stop the encode and remove its temporary file (for an error raised before :meth:`finish`)."""
+        with contextlib.suppress(OSError):
+            self._proc.kill()
+        with contextlib.suppress(Exception):
+            self.finish()
+
+
+def encode_frames(
+    frames: np.ndarray, dest: str | Path, *, fps: int, preset: str = DEFAULT_PRESET, crf: int = DEFAULT_CRF
+) -> Path:
+    """Write uint8 (T,H,W,3) RGB frames to an H.264 MP4 at ``dest`` (atomically)."""
+    return PendingEncode(frames, dest, fps=fps, preset=preset, crf=crf).finish()
 
 
 def _open(path: str | Path):
@@ -204,20 +257,25 @@ def verify_decodes(path: str | Path) -> None:
         ) from exc
 
 
-def stitch(clips: list[Path], dest: str | Path, *, fps: int, audio: Path | None = None) -> Path:
-    """Concatenate ``clips`` into ``dest`` (stream copy when possible) and mux ``audio`` as AAC.
+def concat(
+    clips: list[Path], out: str | Path, *, fps: int, audio: Path | None = None, check_decodes: bool = True
+) -> bool:
+    """Concatenate ``clips`` into ``out`` (written in place: give a scratch path) by stream copy when they
+    share codec parameters, else re-encoded; mux ``audio`` as AAC. Returns whether it was a stream copy.
 
-    Every clip is decoded first: a corrupt clip fails with FFmpeg's reason, before ``dest`` is touched.
+    With ``check_decodes`` every clip is decoded first, so a corrupt clip fails with FFmpeg's reason (a
+    caller that verified each clip's hash against its record may skip it).
     """
     if not clips:
         raise MediaError("no clips to stitch")
-    for clip in clips:
-        verify_decodes(clip)
-    dest = Path(dest)
-    with scratch_path(dest.with_name(dest.stem + ".concat.txt")) as listing:
+    if check_decodes:
+        for clip in clips:
+            verify_decodes(clip)
+    out = Path(out)
+    with scratch_path(out.with_name(out.stem + ".concat.txt")) as listing:
         listing.write_text("".join(_concat_list_line(Path(c)) for c in clips), encoding="utf-8")
         copy = _same_codec_params([probe(c) for c in clips])
-        video_args = ["-c:v", "copy"] if copy else [*X264_ARGS, "-r", str(fps)]
+        video_args = ["-c:v", "copy"] if copy else [*x264_args(), "-r", str(fps)]
         args = ["-f", "concat", "-safe", "0", "-i", str(listing)]
         if audio is not None:
             if not Path(audio).is_file():
@@ -225,27 +283,25 @@ def stitch(clips: list[Path], dest: str | Path, *, fps: int, audio: Path | None 
             args += ["-i", str(audio), "-map", "0:v:0", "-map", "1:a:0", *video_args, *AUDIO_ARGS]
         else:
             args += ["-map", "0:v:0", *video_args]
-        with atomic_path(dest) as tmp:
-            try:
-                run_ffmpeg(
-                    [
-                        *args,
-                        "-fflags",
-                        "+bitexact",
-                        "-map_metadata",
-                        "-1",
-                        "-movflags",
-                        "+faststart",
-                        str(tmp),
-                    ],
-                    what=f"stitching {len(clips)} clips into {dest.name}",
-                )
-            except FFmpegError as exc:
-                raise FFmpegError(
-                    f"stitching failed for {dest.name} (clips: {', '.join(Path(c).name for c in clips)})",
-                    stderr_tail=exc.stderr_tail,
-                    returncode=exc.returncode,
-                ) from exc
-            probe(tmp)  # a result that does not even probe must not replace a good file
-    log.info("stitched %d clips into %s (%s)", len(clips), dest, "stream copy" if copy else "re-encoded")
-    return dest
+        try:
+            run_ffmpeg(
+                [*args, "-fflags", "+bitexact", "-map_metadata", "-1", "-movflags", "+faststart", str(out)],
+                what=f"stitching {len(clips)} clips into {out.name}",
+            )
+        except FFmpegError as exc:
+            raise FFmpegError(
+                f"stitching failed for {out.name} (clips: {', '.join(Path(c).name for c in clips)})",
+                stderr_tail=exc.stderr_tail,
+                returncode=exc.returncode,
+            ) from exc
+    log.info("stitched %d clips into %s (%s)", len(clips), out, "stream copy" if copy else "re-encoded")
+    return copy
+
+
+def stitch(clips: list[Path], dest: str | Path, *, fps: int, audio: Path | None = None) -> Path:
+    """:func:`concat` into ``dest`` atomically: every clip decoded first, and a result that does not even
+    probe never replaces ``dest``."""
+    with atomic_path(dest) as tmp:
+        concat(clips, tmp, fps=fps, audio=audio)
+        probe(tmp)
+    return Path(dest)

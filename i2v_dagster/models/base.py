@@ -131,6 +131,8 @@ class Adapter(ABC):
     """Large models take GPU memory; the residency resource keeps one resident at a time."""
     weights_gb: ClassVar[float] = 0.0
     """Resident size (GB) at the default precision, for the residency resource's VRAM budget."""
+    holds_weights: ClassVar[bool] = True
+    """False for adapters with nothing to free (mocks): unloading them skips the garbage collection."""
     default_repo: ClassVar[str | None] = None
     default_revision: ClassVar[str | None] = None
     allow_patterns: ClassVar[tuple[str, ...]] = ()

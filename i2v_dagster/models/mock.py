@@ -6,10 +6,8 @@ They make real content, so every downstream step and check works on them:
 - ``MockSpeech``: voiced audio whose length follows the text;
 - ``MockScriptWriter`` / ``SpecScriptWriter``: a script from the brief / from the spec's own scenes.
 
-The same inputs give byte-identical outputs. ``MockVideo`` options (``models.video.options``):
-``steps`` (4) simulated denoising steps, ``seconds_per_step`` (0.0) to make it slow,
-``slow_after`` (0): that many clips are made at full speed before ``seconds_per_step`` applies,
-``color_cast`` ([0, 0, 0]) RGB added progressively over each clip (drift that compounds in a chain).
+The same inputs give byte-identical outputs. ``MockVideo`` options (``models.video.options``) are
+:class:`MockVideoOptions`: ``steps``, ``seconds_per_step``, ``slow_after``, ``color_cast``.
 """
 
 from __future__ import annotations
@@ -19,6 +17,7 @@ import time
 from typing import TYPE_CHECKING, ClassVar
 
 import numpy as np
+from pydantic import BaseModel, ConfigDict, Field
 
 from i2v_dagster.models.base import (
     Audio,
@@ -46,6 +45,8 @@ def _rng(*parts: object) -> np.random.Generator:
 
 class _NoWeights:
     """Mocks hold no weights; load/unload only flip the flag (and are logged by the residency)."""
+
+    holds_weights = False
 
     def _load(self) -> None:
         self._state = object()
@@ -184,27 +185,47 @@ class MockImage(_NoWeights, ImageModel):
         )
 
 
+class MockVideoOptions(BaseModel):
+    """``models.video.options`` of ``mock_video`` (for tests and demos: slow clips, drifting colours)."""
+
+    model_config = ConfigDict(extra="forbid", strict=True, allow_inf_nan=False)
+
+    steps: int = Field(4, ge=1, le=200, description="Simulated denoising steps.")
+    seconds_per_step: float = Field(0.0, ge=0, le=60, description="Sleep per step (a slow model).")
+    slow_after: int = Field(
+        0, ge=0, le=10_000, description="Clips made at full speed before the sleep applies."
+    )
+    color_cast: list[float] = Field(
+        default_factory=lambda: [0.0, 0.0, 0.0],
+        min_length=3,
+        max_length=3,
+        description="RGB added progressively over each clip (drift that compounds along a chain).",
+    )
+
+
 class MockVideo(_NoWeights, VideoModel):
-    """Pan and zoom over the conditioning image; frame 0 is the conditioning image itself."""
+    """Pan and zoom over the conditioning image; frame 0 is the conditioning image itself.
+
+    Drawn for speed (the encoder, not the mock, should dominate a mock run): nearest-neighbour zoom and a
+    wrap-around pan done with slice copies, in uint8 throughout.
+    """
 
     name = "mock_video"
     large = True
     constraints = VideoConstraints(size=MOCK_SIZES, frame_step=1, max_frames=49)
+    Options = MockVideoOptions
 
     @property
     def model_id(self) -> str:
         return "mock_video"
 
     def generate(self, request: ClipRequest) -> ClipFrames:
-        from PIL import Image
-
-        opts = dict(self.settings.options)
-        steps = int(self.settings.num_inference_steps or opts.get("steps", 4))
-        per_step = float(opts.get("seconds_per_step", 0.0))
+        opts = MockVideoOptions.model_validate(dict(self.settings.options))
+        steps = int(self.settings.num_inference_steps or opts.steps)
+        per_step = opts.seconds_per_step
         self._calls = getattr(self, "_calls", 0) + 1
-        if self._calls <= int(opts.get("slow_after", 0)):
+        if self._calls <= opts.slow_after:
             per_step = 0.0
-        cast = np.asarray(opts.get("color_cast", [0, 0, 0]), dtype=np.float64).reshape(3)
         for step in range(1, steps + 1):
             started = time.monotonic()
             if per_step:
@@ -213,34 +234,8 @@ class MockVideo(_NoWeights, VideoModel):
                 request.deadline.check()
             if request.on_step is not None:
                 request.on_step(StepProgress(step=step, total=steps, seconds=time.monotonic() - started))
-
-        base = request.image.convert("RGB")
-        if base.size != (request.width, request.height):
-            base = base.resize((request.width, request.height), Image.Resampling.LANCZOS)
         generated = self.constraints.generation_frames(request.num_frames)
-        rng = _rng("motion", request.seed, request.prompt)
-        angle = rng.uniform(0, 2 * np.pi)
-        w, h = base.size
-        # a steady pan (0.5% of the width per frame, at least 2 px, wrapping around so the picture's
-        # colours are kept) and a slow zoom in or out (0.15% per frame) about the centre
-        velocity = np.array([np.cos(angle), np.sin(angle)]) * max(0.005 * w, 2.0)
-        zoom_rate = 0.0015 * (1 if rng.random() < 0.5 else -1)
-        first = np.asarray(base, dtype=np.uint8)
-        mx, my = w // 4, h // 4  # mirrored margins: zooming out never shows a blank border
-        padded = Image.fromarray(np.pad(first, ((my, my), (mx, mx), (0, 0)), mode="reflect"))
-        frames = np.empty((generated, h, w, 3), dtype=np.uint8)
-        frames[0] = first
-        for t in range(1, generated):
-            scale = 1.0 / (1.0 + zoom_rate * t)
-            data = (scale, 0.0, mx + w / 2 - scale * w / 2, 0.0, scale, my + h / 2 - scale * h / 2)
-            zoomed = np.asarray(
-                padded.transform((w, h), Image.Transform.AFFINE, data, Image.Resampling.BILINEAR)
-            )
-            dx, dy = (int(v) for v in np.rint(velocity * t))
-            frame = np.roll(zoomed, (dy, dx), axis=(0, 1)).astype(np.float64)
-            if cast.any():
-                frame = frame + cast * (t / max(generated - 1, 1))
-            frames[t] = np.clip(np.rint(frame), 0, 255).astype(np.uint8)
+        frames = self.draw(request, generated, np.asarray(opts.color_cast, dtype=np.float64))
         return ClipFrames(
             frames=frames[: request.num_frames],
             fps=request.fps,
@@ -248,3 +243,44 @@ class MockVideo(_NoWeights, VideoModel):
             model_id=self.model_id,
             generated_frames=generated,
         )
+
+    @staticmethod
+    def draw(request: ClipRequest, count: int, cast: np.ndarray) -> np.ndarray:
+        """``count`` frames: a steady pan (0.5% of the width per frame, at least 2 px, wrapping around so
+        the picture's colours are kept) and a slow zoom in or out (0.15% per frame) about the centre."""
+        from PIL import Image
+
+        base = request.image.convert("RGB")
+        if base.size != (request.width, request.height):
+            base = base.resize((request.width, request.height), Image.Resampling.LANCZOS)
+        rng = _rng("motion", request.seed, request.prompt)
+        angle = rng.uniform(0, 2 * np.pi)
+        w, h = base.size
+        velocity = np.array([np.cos(angle), np.sin(angle)]) * max(0.005 * w, 2.0)
+        zoom_rate = 0.0015 * (1 if rng.random() < 0.5 else -1)
+        first = np.asarray(base, dtype=np.uint8)
+        mx, my = w // 4, h // 4  # mirrored margins: zooming out never shows a blank border
+        padded = Image.fromarray(np.pad(first, ((my, my), (mx, mx), (0, 0)), mode="reflect"))
+        frames = np.empty((count, h, w, 3), dtype=np.uint8)
+        frames[0] = first
+        for t in range(1, count):
+            scale = 1.0 / (1.0 + zoom_rate * t)
+            data = (scale, 0.0, mx + w / 2 - scale * w / 2, 0.0, scale, my + h / 2 - scale * h / 2)
+            zoomed = np.asarray(
+                padded.transform((w, h), Image.Transform.AFFINE, data, Image.Resampling.NEAREST)
+            )
+            dx, dy = (int(v) % size for v, size in zip(np.rint(velocity * t), (w, h), strict=True))
+            _roll_into(frames[t], zoomed, dy, dx)
+            if cast.any():
+                shift = np.rint(cast * (t / max(count - 1, 1))).astype(np.int16)
+                frames[t] = np.clip(frames[t].astype(np.int16) + shift, 0, 255).astype(np.uint8)
+        return frames
+
+
+def _roll_into(out: np.ndarray, image: np.ndarray, dy: int, dx: int) -> None:
+    """``out[:] = np.roll(image, (dy, dx), axis=(0, 1))`` by four slice copies (0 <= dy < h, 0 <= dx < w)."""
+    h, w = image.shape[:2]
+    out[dy:, dx:] = image[: h - dy, : w - dx]
+    out[dy:, :dx] = image[: h - dy, w - dx :]
+    out[:dy, dx:] = image[h - dy :, : w - dx]
+    out[:dy, :dx] = image[h - dy :, w - dx :]

@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING
 from i2v_dagster.errors import AdapterError
 
 if TYPE_CHECKING:
-    from i2v_dagster.models.base import Adapter
+    from i2v_dagster.models.base import Adapter, AdapterSettings
 
 ROLES = ("script", "speech", "image", "video", "scorer")
 
@@ -93,3 +93,72 @@ def adapter_role(name: str) -> str:
 def build_adapter(name: str, settings=None, *, logger=None) -> Adapter:
     """Instantiate adapter ``name`` (not loaded)."""
     return get_adapter_info(name).cls(settings, logger=logger)
+
+
+def settings_for(choice) -> AdapterSettings:
+    """The :class:`AdapterSettings` of a spec's per-role choice (``spec.models.<role>``)."""
+    from i2v_dagster.models.base import AdapterSettings
+
+    data = choice.model_dump()
+    data.pop("adapter")
+    return AdapterSettings(**data)
+
+
+def options_problems(field: str, name: str, options: dict) -> list[str]:
+    """``options`` against the adapter's ``Options`` model (a pydantic model of its own), when it has one."""
+    from pydantic import ValidationError
+
+    model = getattr(get_adapter_info(name).cls, "Options", None)
+    if model is None:
+        return []
+    try:
+        model.model_validate(options)
+    except ValidationError as exc:
+        out = []
+        for err in exc.errors():
+            loc = ".".join(str(p) for p in err["loc"])
+            where = f"{field}.{loc}" if loc else field
+            if err["type"] == "extra_forbidden":
+                known = ", ".join(model.model_fields) or "none"
+                out.append(f"{where}: unknown option of {name} (options: {known})")
+            else:
+                out.append(f"{where}: {err['msg']} (got {err.get('input')!r})")
+        return out
+    return []
+
+
+def spec_problems(spec) -> list[str]:
+    """The adapters' rules on a :class:`~i2v_dagster.spec.JobSpec`: roles, options, sizes, frame counts,
+    frame rates. Each message names the field, the rule and the value."""
+    errors: list[str] = []
+    for role in ROLES:
+        choice = getattr(spec.models, role)
+        if choice.adapter == "none":
+            continue
+        if adapter_role(choice.adapter) != role:  # the spec's enums make this a registry/spec mismatch
+            errors.append(f"models.{role}.adapter: {choice.adapter!r} is not a {role} adapter")
+            continue
+        errors += options_problems(f"models.{role}.options", choice.adapter, choice.options)
+    if errors:
+        return errors
+    image = get_adapter_info(spec.models.image.adapter)
+    if image.constraints is not None:
+        errors += image.constraints.check(image.name, width=spec.width, height=spec.height)
+    video = get_adapter_info(spec.models.video.adapter)
+    try:
+        constraints = video.constraints_for(settings_for(spec.models.video))
+    except AdapterError as exc:
+        return [*errors, f"models.video.{exc}"]
+    if constraints is not None:
+        errors += constraints.check(
+            video.name, width=spec.width, height=spec.height, fps=spec.fps, clip_frames=spec.max_clip_frames
+        )
+    return errors
+
+
+def max_clip_frames(spec) -> int:
+    """Frames per clip: the spec's ``max_clip_frames``, else what the video adapter keeps per clip."""
+    if spec.max_clip_frames:
+        return spec.max_clip_frames
+    video = get_adapter_info(spec.models.video.adapter)
+    return video.constraints_for(settings_for(spec.models.video)).usable_frames

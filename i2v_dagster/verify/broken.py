@@ -1,5 +1,6 @@
 """Broken frames in one clip: black, white, constant, NaN-born frames, and frozen runs.
 
+Measured on :class:`~i2v_dagster.verify.frames.ClipMeasures` (half-resolution luma, computed once per clip).
 Per frame, in this order (the first that applies names the frame):
 - ``nan``: the adapter reported NaN/inf in the raw output (``nan_frames``; such pixels arrive as 0);
 - ``black``: at most ``extreme_fraction`` of pixels have luma above ``black_level``;
@@ -18,7 +19,7 @@ from collections.abc import Iterable
 
 import numpy as np
 
-from i2v_dagster.verify._util import as_frames, luma
+from i2v_dagster.verify.frames import ClipMeasures, as_frames
 from i2v_dagster.verify.outcome import CheckOutcome, rounded
 
 BLACK_LEVEL = 16.0
@@ -30,8 +31,12 @@ FROZEN_PIXEL_LEVEL = 8.0
 FROZEN_PIXEL_FRACTION = 0.001
 
 
+def _measures(frames: np.ndarray | ClipMeasures) -> ClipMeasures:
+    return frames if isinstance(frames, ClipMeasures) else ClipMeasures.of(as_frames(frames))
+
+
 def classify_frames(
-    frames: np.ndarray,
+    frames: np.ndarray | ClipMeasures,
     *,
     nan_frames: Iterable[int] = (),
     black_level: float = BLACK_LEVEL,
@@ -40,56 +45,47 @@ def classify_frames(
     constant_std: float = CONSTANT_STD,
 ) -> tuple[list[str], dict[str, list[float]]]:
     """Each frame's kind (``ok``, ``nan``, ``black``, ``white``, ``constant``) and per-frame luma stats."""
-    frames = as_frames(frames)
-    count = frames.shape[0]
+    m = _measures(frames)
+    count = m.count
     nan_set = set()
     for index in nan_frames:
         if not 0 <= int(index) < count:
             raise ValueError(f"`nan_frames` holds {index}, outside 0..{count - 1}.")
         nan_set.add(int(index))
+    pixels = m.luma[0].size
+    above_black = np.count_nonzero(m.luma > black_level, axis=(1, 2))
+    below_white = np.count_nonzero(m.luma < white_level, axis=(1, 2))
     kinds: list[str] = []
-    means: list[float] = []
-    stds: list[float] = []
     for t in range(count):
-        frame = frames[t]
-        y = luma(frame)
-        channel_std = float(frame[::2, ::2].reshape(-1, 3).std(axis=0, dtype=np.float32).max())
-        means.append(float(y.mean()))
-        stds.append(channel_std)
         if t in nan_set:
             kinds.append("nan")
-        elif np.count_nonzero(y > black_level) <= extreme_fraction * y.size:
+        elif above_black[t] <= extreme_fraction * pixels:
             kinds.append("black")
-        elif np.count_nonzero(y < white_level) <= extreme_fraction * y.size:
+        elif below_white[t] <= extreme_fraction * pixels:
             kinds.append("white")
-        elif channel_std <= constant_std:
+        elif m.channel_std[t] <= constant_std:
             kinds.append("constant")
         else:
             kinds.append("ok")
-    return kinds, {"mean_luma": means, "max_channel_std": stds}
+    means = [float(v) for v in m.luma.mean(axis=(1, 2), dtype=np.float64)]
+    return kinds, {"mean_luma": means, "max_channel_std": [float(v) for v in m.channel_std]}
 
 
 def frozen_pairs(
-    frames: np.ndarray,
+    frames: np.ndarray | ClipMeasures,
     *,
     mean_diff: float = FROZEN_MEAN_DIFF,
     pixel_level: float = FROZEN_PIXEL_LEVEL,
     pixel_fraction: float = FROZEN_PIXEL_FRACTION,
 ) -> tuple[list[bool], list[float]]:
     """For each consecutive pair: whether it is near-identical, and its mean absolute luma difference."""
-    frames = as_frames(frames)
-    same: list[bool] = []
-    diffs: list[float] = []
-    previous = luma(frames[0])
-    for t in range(1, frames.shape[0]):
-        current = luma(frames[t])
-        delta = np.abs(current - previous)
-        mean = float(delta.mean())
-        changed = np.count_nonzero(delta > pixel_level) / delta.size
-        same.append(mean <= mean_diff and changed <= pixel_fraction)
-        diffs.append(mean)
-        previous = current
-    return same, diffs
+    m = _measures(frames)
+    if m.count < 2:
+        return [], []
+    diffs = m.pair_diffs
+    changed = np.count_nonzero(m.pair_deltas > pixel_level, axis=(1, 2)) / m.luma[0].size
+    same = [bool(d <= mean_diff and c <= pixel_fraction) for d, c in zip(diffs, changed, strict=True)]
+    return same, [float(d) for d in diffs]
 
 
 def frozen_runs(same: list[bool]) -> list[tuple[int, int]]:
@@ -106,7 +102,7 @@ def frozen_runs(same: list[bool]) -> list[tuple[int, int]]:
 
 
 def check_broken_frames(
-    frames: np.ndarray,
+    frames: np.ndarray | ClipMeasures,
     *,
     nan_frames: Iterable[int] = (),
     max_frozen_frames: int = 6,
@@ -119,10 +115,10 @@ def check_broken_frames(
     """
     if max_frozen_frames < 1:
         raise ValueError(f"`max_frozen_frames` must be at least 1 but is {max_frozen_frames}.")
-    frames = as_frames(frames)
-    count = frames.shape[0]
-    kinds, stats = classify_frames(frames, nan_frames=nan_frames)
-    same, diffs = frozen_pairs(frames)
+    m = _measures(frames)
+    count = m.count
+    kinds, stats = classify_frames(m, nan_frames=nan_frames)
+    same, diffs = frozen_pairs(m)
     runs = frozen_runs(same)
     longest = max((length for _, length in runs), default=1)
     long_runs = [(start, length) for start, length in runs if length > max_frozen_frames]

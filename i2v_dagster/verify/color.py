@@ -8,8 +8,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from i2v_dagster.verify._util import as_frames
 from i2v_dagster.verify.continuity import ColorStats, color_stats
+from i2v_dagster.verify.frames import as_frames
 from i2v_dagster.verify.lab import lab_planes, srgb_u8_planes
 
 MIN_STD = 1e-3

@@ -1,10 +1,15 @@
 """Across clips: seam continuity at each join, and colour drift from the first keyframe.
 
-Seam ratio, per join i -> i+1: the mean absolute RGB difference (levels 0..255) between the last frame of
-clip i and the first frame of clip i+1, divided by the typical in-clip step: the median of the
-consecutive-frame mean absolute differences of both clips. The divisor has a floor of ``min_typical``
-levels, so still clips do not divide by zero (a seam of 0 then gives ratio 0; any visible seam between two
-still clips gives a large ratio). Meant for ``last_frame`` chaining: in ``keyframe`` mode each join is a cut.
+Seam ratio, per join i -> i+1: the mean absolute (half-resolution luma) difference between the last frame of
+clip i and the first frame of clip i+1 (:func:`~i2v_dagster.verify.frames.frame_diff`), divided by the
+typical in-clip step: the median of the consecutive-frame differences of both clips. The divisor has a floor
+of ``min_typical`` levels, so still clips do not divide by zero. A join fails two ways:
+
+- a **jump**: the ratio is above ``max_seam_ratio`` (the next clip does not start where the last one ended);
+- a **hold**: the clips move (typical step at least ``min_typical``) but the join does not (ratio below
+  ``min_seam_ratio``): one frame repeated across the join, seen as a stutter.
+
+Meant for joins where a clip continues the one before it; in ``keyframe`` mode a new scene is a cut.
 
 Colour drift of a clip: the Lab mean and standard deviation (per channel L, a, b) of the clip's frames
 (up to ``max_frames`` evenly spaced frames, pixels strided to a longest side of at most ``max_side``),
@@ -21,106 +26,124 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from i2v_dagster.verify._util import as_frames
+from i2v_dagster.verify.frames import ClipMeasures, as_frames, frame_diff
 from i2v_dagster.verify.lab import srgb_to_lab
 from i2v_dagster.verify.outcome import CheckOutcome, rounded
 
 MIN_TYPICAL_DIFF = 0.5
+MAX_SEAM_RATIO = 3.0
+MIN_SEAM_RATIO = 0.1
 STATS_MAX_FRAMES = 8
 STATS_MAX_SIDE = 256
 CHANNELS = ("L", "a", "b")
 
 
-def pair_mean_abs_diffs(frames: np.ndarray) -> np.ndarray:
-    """Mean absolute RGB difference (levels) of each consecutive pair of frames."""
-    frames = as_frames(frames)
-    return np.array(
-        [float(np.abs(frames[t].astype(np.int16) - frames[t - 1]).mean()) for t in range(1, frames.shape[0])],
-        dtype=np.float64,
-    )
+@dataclass(frozen=True)
+class Join:
+    """One join between two clips, measured: what the seam check needs (no frames)."""
+
+    label: str
+    """e.g. ``"002->003"``."""
+    seam_diff: float
+    """Difference (levels) of the previous clip's last frame and the next clip's first frame."""
+    typical_diff: float
+    """Median consecutive-frame difference of both clips (levels)."""
+
+    def ratio(self, min_typical: float = MIN_TYPICAL_DIFF) -> float:
+        return self.seam_diff / max(self.typical_diff, min_typical)
+
+    def kind(
+        self,
+        *,
+        max_seam_ratio: float = MAX_SEAM_RATIO,
+        min_seam_ratio: float = MIN_SEAM_RATIO,
+        min_typical: float = MIN_TYPICAL_DIFF,
+    ) -> str:
+        """``ok``, ``jump`` or ``hold``."""
+        ratio = self.ratio(min_typical)
+        if ratio > max_seam_ratio:
+            return "jump"
+        if self.typical_diff >= min_typical and ratio < min_seam_ratio:
+            return "hold"
+        return "ok"
 
 
-def seam_ratio(
-    previous_clip: np.ndarray,
-    next_clip: np.ndarray,
+def measure_join(
+    label: str,
+    previous_last: np.ndarray,
+    next_first: np.ndarray,
     *,
-    min_typical: float = MIN_TYPICAL_DIFF,
-    previous_diffs: np.ndarray | None = None,
-    next_diffs: np.ndarray | None = None,
-) -> dict[str, float]:
-    """``{"seam_diff", "typical_diff", "ratio"}`` for the join ``previous_clip`` -> ``next_clip``."""
-    previous_clip = as_frames(previous_clip, arg="previous_clip")
-    next_clip = as_frames(next_clip, arg="next_clip")
-    if previous_clip.shape[1:] != next_clip.shape[1:]:
+    previous_diffs: Sequence[float],
+    next_diffs: Sequence[float],
+) -> Join:
+    """A :class:`Join` from the two frames that meet and both clips' consecutive-frame differences."""
+    if np.shape(previous_last) != np.shape(next_first):
         raise ValueError(
-            f"clips joined at a seam must share a frame size but are {previous_clip.shape[1:3]} "
-            f"and {next_clip.shape[1:3]}."
+            f"clips joined at a seam must share a frame size but are {np.shape(previous_last)[:2]} "
+            f"and {np.shape(next_first)[:2]}."
         )
-    if previous_diffs is None:
-        previous_diffs = pair_mean_abs_diffs(previous_clip)
-    if next_diffs is None:
-        next_diffs = pair_mean_abs_diffs(next_clip)
-    seam = float(np.abs(next_clip[0].astype(np.int16) - previous_clip[-1]).mean())
-    both = np.concatenate([previous_diffs, next_diffs])
+    both = np.concatenate([np.asarray(previous_diffs, float), np.asarray(next_diffs, float)])
     typical = float(np.median(both)) if both.size else 0.0
-    ratio = seam / max(typical, min_typical)
-    return {"seam_diff": seam, "typical_diff": typical, "ratio": ratio}
+    return Join(label=label, seam_diff=frame_diff(previous_last, next_first), typical_diff=typical)
 
 
-def check_seam(
-    previous_clip: np.ndarray,
-    next_clip: np.ndarray,
-    *,
-    max_seam_ratio: float = 3.0,
-    min_typical: float = MIN_TYPICAL_DIFF,
-    name: str = "seam_continuity",
-) -> CheckOutcome:
-    """One join (for the check of a single clip against the clip before it)."""
-    return check_seams(
-        [previous_clip, next_clip], max_seam_ratio=max_seam_ratio, min_typical=min_typical, name=name
-    )
-
-
-def check_seams(
-    clips: Sequence[np.ndarray],
-    *,
-    max_seam_ratio: float = 3.0,
-    min_typical: float = MIN_TYPICAL_DIFF,
-    name: str = "seam_continuity",
-) -> CheckOutcome:
-    """The whole video: fails when any join's seam ratio is above ``max_seam_ratio``; value = worst ratio."""
-    if len(clips) < 2:
-        return CheckOutcome.skipped(
-            name, f"{len(clips)} clip(s): no join to measure", threshold=max_seam_ratio
-        )
-    diffs = [pair_mean_abs_diffs(clip) for clip in clips]
-    measures = [
-        seam_ratio(
-            clips[i], clips[i + 1], min_typical=min_typical, previous_diffs=diffs[i], next_diffs=diffs[i + 1]
+def clip_joins(clips: Sequence[np.ndarray], labels: Sequence[str] | None = None) -> list[Join]:
+    """The joins of whole clips in order (``labels``: one per clip, default ``0``, ``1``, ...)."""
+    labels = list(labels) if labels is not None else [str(i) for i in range(len(clips))]
+    diffs = [ClipMeasures.of(clip).pair_diffs for clip in clips]
+    return [
+        measure_join(
+            f"{labels[i]}->{labels[i + 1]}",
+            as_frames(clips[i])[-1],
+            as_frames(clips[i + 1])[0],
+            previous_diffs=diffs[i],
+            next_diffs=diffs[i + 1],
         )
         for i in range(len(clips) - 1)
     ]
-    labels = [f"{i}->{i + 1}" for i in range(len(measures))]
-    ratios = [m["ratio"] for m in measures]
-    worst = int(np.argmax(ratios))
-    value = ratios[worst]
-    failing = [label for label, ratio in zip(labels, ratios, strict=True) if ratio > max_seam_ratio]
-    joins = [
-        {"join": label, **{k: round(v, 4) for k, v in m.items()}}
-        for label, m in zip(labels, measures, strict=True)
+
+
+def check_seams(
+    joins: Sequence[Join],
+    *,
+    max_seam_ratio: float = MAX_SEAM_RATIO,
+    min_seam_ratio: float = MIN_SEAM_RATIO,
+    min_typical: float = MIN_TYPICAL_DIFF,
+    name: str = "seam_continuity",
+) -> CheckOutcome:
+    """Every join: fails on any jump or hold, naming the join and which; value = the worst (largest) ratio."""
+    if not joins:
+        return CheckOutcome.skipped(name, "no join continues a previous clip", threshold=max_seam_ratio)
+    rules = {"max_seam_ratio": max_seam_ratio, "min_seam_ratio": min_seam_ratio, "min_typical": min_typical}
+    rows = [
+        {
+            "join": j.label,
+            "seam_diff": round(j.seam_diff, 4),
+            "typical_diff": round(j.typical_diff, 4),
+            "ratio": round(j.ratio(min_typical), 4),
+            "kind": j.kind(**rules),
+        }
+        for j in joins
     ]
-    passed = not failing
+    worst = max(rows, key=lambda r: r["ratio"])
+    jumps = [r["join"] for r in rows if r["kind"] == "jump"]
+    holds = [r["join"] for r in rows if r["kind"] == "hold"]
+    passed = not jumps and not holds
+    problems = [f"jump at {', '.join(jumps)}"] * bool(jumps) + [
+        f"hold (repeated frame) at {', '.join(holds)}"
+    ] * bool(holds)
     explanation = (
-        f"{'Passed' if passed else 'Failed'}: worst seam {labels[worst]} has ratio {value:.2f} "
-        f"({'<=' if passed else '>'} {max_seam_ratio:g}); ratio = mean |last frame - next first frame| / "
-        f"median in-clip frame step of both clips (floor {min_typical:g} levels)."
-        + (f" Failing joins: {', '.join(failing)}." if failing else "")
+        f"{'Passed' if passed else 'Failed'}: {len(rows)} joins; worst ratio {worst['ratio']:.2f} at "
+        f"{worst['join']} (jump above {max_seam_ratio:g}; hold below {min_seam_ratio:g} while the clips "
+        "move). "
+        "Ratio = |last frame - next first frame| / median in-clip frame step of both clips."
+        + (f" Failing: {'; '.join(problems)}." if problems else "")
     )
-    details = {"joins": joins, "failing_joins": failing, "min_typical": min_typical}
+    details = {"joins": rows, "failing_joins": jumps + holds, "jumps": jumps, "holds": holds, **rules}
     return CheckOutcome(
         name=name,
         passed=passed,
-        value=value,
+        value=worst["ratio"],
         threshold=max_seam_ratio,
         explanation=explanation,
         details=details,
@@ -221,41 +244,4 @@ def check_color_drift(
         threshold=max_color_drift,
         explanation=explanation,
         details=measure.details(),
-    )
-
-
-def check_color_drift_video(
-    clips: Sequence[np.ndarray],
-    reference: np.ndarray,
-    *,
-    max_color_drift: float = 12.0,
-    name: str = "color_drift",
-) -> CheckOutcome:
-    """Every clip against the first keyframe; value = the worst drift; ``details["per_clip"]`` has all."""
-    if not clips:
-        return CheckOutcome.skipped(name, "no clips", threshold=max_color_drift)
-    ref = color_stats(reference)
-    measures = [color_drift(clip, ref) for clip in clips]
-    drifts = [m.drift for m in measures]
-    worst = int(np.argmax(drifts))
-    failing = [i for i, d in enumerate(drifts) if d > max_color_drift]
-    passed = not failing
-    explanation = (
-        f"{'Passed' if passed else 'Failed'}: worst Lab colour drift {drifts[worst]:.2f} in clip {worst} "
-        f"({'<=' if passed else '>'} {max_color_drift:g}); per clip: "
-        + ", ".join(f"{d:.1f}" for d in drifts)
-        + "."
-    )
-    details = {
-        "per_clip": rounded(drifts),
-        "failing_clips": failing,
-        "clips": [{"clip": i, **m.details()} for i, m in enumerate(measures)],
-    }
-    return CheckOutcome(
-        name=name,
-        passed=passed,
-        value=drifts[worst],
-        threshold=max_color_drift,
-        explanation=explanation,
-        details=details,
     )

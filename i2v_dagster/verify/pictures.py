@@ -15,7 +15,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, ImageDraw
 
-from i2v_dagster.verify._util import atomic_write_bytes
+from i2v_dagster.fsutil import write_bytes_atomic
 from i2v_dagster.verify.chart import default_font, draw_bar_panel, draw_line_panel
 
 PAD = 8
@@ -41,17 +41,22 @@ def save_png(image: Image.Image, path: str | os.PathLike[str]) -> Path:
     """Encode ``image`` as PNG and write it atomically to ``path``."""
     buffer = io.BytesIO()
     image.save(buffer, format="PNG", compress_level=6)
-    return atomic_write_bytes(path, buffer.getvalue())
+    return write_bytes_atomic(path, buffer.getvalue())
+
+
+Tile = ImageLike | tuple[str, ImageLike]
+"""A picture, or a (caption, picture) pair: the caption is drawn under the thumbnail."""
 
 
 def contact_sheet(
-    rows: Sequence[tuple[str, Sequence[ImageLike]]],
+    rows: Sequence[tuple[str, Sequence[Tile]]],
     path: str | os.PathLike[str],
     *,
     thumb_width: int = 160,
     max_columns: int = 6,
 ) -> Path:
-    """A PNG grid: each row is a label line above its thumbnails (``thumb_width`` px wide, aspect kept).
+    """A PNG grid: each row is a label line above its thumbnails (``thumb_width`` px wide, aspect kept),
+    each thumbnail with its caption (scene, clip, first/last/seam) under it when one is given.
 
     A row with more than ``max_columns`` images wraps onto further lines under the same label.
     """
@@ -62,21 +67,29 @@ def contact_sheet(
             f"`thumb_width` ({thumb_width}) must be >= 16 and `max_columns` ({max_columns}) >= 1."
         )
     font = default_font()
-    laid_out: list[tuple[str, list[list[Image.Image]]]] = []
+    laid_out: list[tuple[str, list[list[tuple[str, Image.Image]]]]] = []
+    captioned = False
     for r, (label, images) in enumerate(rows):
         thumbs = []
-        for i, image in enumerate(images):
+        for i, tile in enumerate(images):
+            caption, image = tile if isinstance(tile, tuple) else ("", tile)
+            captioned |= bool(caption)
             pil = _to_pil(image, where=f"row {r} ({label!r}) image {i}")
             height = max(1, round(pil.height * thumb_width / pil.width))
-            thumbs.append(pil.resize((thumb_width, height), Image.Resampling.BILINEAR, reducing_gap=2.0))
+            thumbs.append(
+                (str(caption), pil.resize((thumb_width, height), Image.Resampling.BILINEAR, reducing_gap=2.0))
+            )
         lines = [thumbs[i : i + max_columns] for i in range(0, len(thumbs), max_columns)] or [[]]
         laid_out.append((str(label), lines))
 
+    caption_height = LABEL_HEIGHT if captioned else 0
     columns = max(1, max(len(line) for _, lines in laid_out for line in lines))
     width = PAD + columns * (thumb_width + PAD)
     height = PAD
     for _, lines in laid_out:
-        height += LABEL_HEIGHT + sum(max((t.height for t in line), default=0) + PAD for line in lines)
+        height += LABEL_HEIGHT + sum(
+            max((t.height for _, t in line), default=0) + caption_height + PAD for line in lines
+        )
     sheet = Image.new("RGB", (width, height), BACKGROUND)
     draw = ImageDraw.Draw(sheet)
     y = PAD
@@ -85,10 +98,13 @@ def contact_sheet(
         y += LABEL_HEIGHT
         for line in lines:
             x = PAD
-            for thumb in line:
+            tallest = max((t.height for _, t in line), default=0)
+            for caption, thumb in line:
                 sheet.paste(thumb, (x, y))
+                if caption:
+                    draw.text((x + 2, y + thumb.height + 2), caption, fill=INK, font=font)
                 x += thumb_width + PAD
-            y += max((t.height for t in line), default=0) + PAD
+            y += tallest + caption_height + PAD
     return save_png(sheet, path)
 
 

@@ -1,7 +1,8 @@
 """An offline HTML report of one video's checks and figures.
 
 The HTML refers to its pictures by relative path, so write it in the bundle root with the PNGs in the same
-folder (or below it); the bundle then opens anywhere without a network. Every string is HTML-escaped.
+folder (or below it); the bundle then opens anywhere without a network. The page is a jinja2 template with
+autoescape on.
 """
 
 from __future__ import annotations
@@ -9,15 +10,17 @@ from __future__ import annotations
 import json
 import os
 from collections.abc import Mapping, Sequence
-from html import escape
+from functools import cache
 from pathlib import Path
 from typing import Any
 from urllib.parse import quote
 
-from i2v_dagster.verify._util import atomic_write_bytes
+from i2v_dagster.fsutil import write_bytes_atomic
 from i2v_dagster.verify.outcome import CheckOutcome, to_jsonable
 
-_STYLE = """
+_TEMPLATE = """<!DOCTYPE html>
+<html lang="en"><head><meta charset="utf-8"><title>{{ title }}</title>
+<style>
 body { font-family: system-ui, sans-serif; margin: 2em; color: #222; max-width: 1100px; }
 table { border-collapse: collapse; margin: 1em 0; }
 th, td { border: 1px solid #ccc; padding: 4px 8px; text-align: left; vertical-align: top; }
@@ -28,12 +31,38 @@ th { background: #f0f0f0; }
 pre { white-space: pre-wrap; font-size: 0.85em; max-height: 20em; overflow: auto; background: #fafafa; }
 figure { margin: 1em 0; }
 img { max-width: 100%; border: 1px solid #ddd; }
+</style></head><body>
+<h1>{{ title }}</h1>
+<h2>Video</h2><table>
+{% for key, value in info %}<tr><th>{{ key }}</th><td>{{ value }}</td></tr>
+{% endfor %}</table>
+<h2>Checks</h2><p>{{ counts.PASS }} passed, {{ counts.FAIL }} failed, {{ counts.SKIPPED }} skipped</p>
+<table><tr><th>check</th><th>status</th><th>value</th><th>threshold</th><th>explanation</th></tr>
+{% for o in outcomes %}<tr><td>{{ o.name }}</td>
+<td><span class="{{ o.status }}">{{ o.status }}</span>
+{%- if o.skipped_reason %}<br>{{ o.skipped_reason }}{% endif %}</td>
+<td>{{ o.value }}</td><td>{{ o.threshold }}</td>
+<td>{{ o.explanation }}<details><summary>details</summary><pre>{{ o.details }}</pre></details></td></tr>
+{% endfor %}</table>
+<h2>Figures</h2>
+{% for caption, src in figures %}<figure><img src="{{ src }}" alt="{{ caption }}">
+<figcaption>{{ caption }}</figcaption></figure>
+{% else %}<p>none</p>
+{% endfor %}
+</body></html>
 """
+
+
+@cache
+def _template():
+    import jinja2
+
+    return jinja2.Environment(autoescape=True, undefined=jinja2.StrictUndefined).from_string(_TEMPLATE)
 
 
 def _number(value: float | None) -> str:
     converted = to_jsonable(value)
-    return "&mdash;" if converted is None else escape(f"{converted:.4g}")
+    return "\u2014" if converted is None else f"{converted:.4g}"
 
 
 def _picture_src(picture: str | os.PathLike[str], root: Path) -> str:
@@ -52,24 +81,6 @@ def _picture_src(picture: str | os.PathLike[str], root: Path) -> str:
     return quote(relative.as_posix())
 
 
-def _outcome_row(outcome: CheckOutcome) -> str:
-    status = outcome.status
-    status_cell = f'<span class="{status}">{status}</span>'
-    if outcome.skipped_reason:
-        status_cell += f"<br>{escape(outcome.skipped_reason)}"
-    details = json.dumps(to_jsonable(outcome.details), sort_keys=True)
-    return (
-        "<tr>"
-        f"<td>{escape(outcome.name)}</td>"
-        f"<td>{status_cell}</td>"
-        f"<td>{_number(outcome.value)}</td>"
-        f"<td>{_number(outcome.threshold)}</td>"
-        f"<td>{escape(outcome.explanation)}"
-        f"<details><summary>details</summary><pre>{escape(details)}</pre></details></td>"
-        "</tr>"
-    )
-
-
 def render_report(
     *,
     title: str,
@@ -77,30 +88,24 @@ def render_report(
     outcomes: Sequence[CheckOutcome],
     picture_srcs: Mapping[str, str],
 ) -> str:
-    """The report's HTML text (``picture_srcs``: caption -> already relative URL)."""
+    """The report's HTML text (``picture_srcs``: caption -> already relative URL). Every value is escaped
+    by the template engine (autoescape)."""
+    rows = [
+        {
+            "name": o.name,
+            "status": o.status,
+            "skipped_reason": o.skipped_reason,
+            "value": _number(o.value),
+            "threshold": _number(o.threshold),
+            "explanation": o.explanation,
+            "details": json.dumps(to_jsonable(o.details), sort_keys=True),
+        }
+        for o in outcomes
+    ]
     counts = {s: sum(1 for o in outcomes if o.status == s) for s in ("PASS", "FAIL", "SKIPPED")}
-    info_rows = "".join(
-        f"<tr><th>{escape(str(key))}</th><td>{escape(_info_text(value))}</td></tr>"
-        for key, value in video_info.items()
-    )
-    check_rows = "".join(_outcome_row(o) for o in outcomes)
-    figures = "".join(
-        f'<figure><img src="{escape(src)}" alt="{escape(caption)}">'
-        f"<figcaption>{escape(caption)}</figcaption></figure>"
-        for caption, src in picture_srcs.items()
-    )
-    summary = f"{counts['PASS']} passed, {counts['FAIL']} failed, {counts['SKIPPED']} skipped"
-    return (
-        "<!DOCTYPE html>\n"
-        '<html lang="en"><head><meta charset="utf-8">'
-        f"<title>{escape(title)}</title><style>{_STYLE}</style></head><body>"
-        f"<h1>{escape(title)}</h1>"
-        f"<h2>Video</h2><table>{info_rows}</table>"
-        f"<h2>Checks</h2><p>{escape(summary)}</p>"
-        "<table><tr><th>check</th><th>status</th><th>value</th><th>threshold</th><th>explanation</th></tr>"
-        f"{check_rows}</table>"
-        f"<h2>Figures</h2>{figures or '<p>none</p>'}"
-        "</body></html>\n"
+    info = [(str(k), _info_text(v)) for k, v in video_info.items()]
+    return _template().render(
+        title=title, info=info, counts=counts, outcomes=rows, figures=list(picture_srcs.items())
     )
 
 
@@ -126,4 +131,4 @@ def write_report(
     root = target.parent.resolve()
     srcs = {caption: _picture_src(picture, root) for caption, picture in pictures.items()}
     text = render_report(title=title, video_info=video_info, outcomes=outcomes, picture_srcs=srcs)
-    return atomic_write_bytes(target, text.encode("utf-8"))
+    return write_bytes_atomic(target, text.encode("utf-8"))

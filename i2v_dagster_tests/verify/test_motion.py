@@ -48,7 +48,7 @@ def test_grain_alone_is_not_motion():
     clip = videos.grainy_still()
     outcome = check_motion(clip)
     assert not outcome.passed
-    assert naive_avg_motion(clip) > 0.01  # the naive figure counts grain as motion
+    assert naive_avg_motion(clip) > 0.005  # the naive figure (half-resolution luma) counts grain as motion
 
 
 def test_one_frame_clip_fails_with_reason():

@@ -68,18 +68,30 @@ def with_cast(clip: np.ndarray, cast: tuple[float, float, float]) -> np.ndarray:
     return np.clip(clip.astype(np.float32) + np.asarray(cast, dtype=np.float32), 0, 255).astype(np.uint8)
 
 
-def chain(count: int = 3, frames: int = 9, *, cast_per_clip: tuple[float, float, float] = (0, 0, 0)) -> list:
-    """``count`` chained pans: clip i+1 starts from the last frame of clip i.
+def chain(
+    count: int = 3,
+    frames: int = 9,
+    *,
+    cast_per_clip: tuple[float, float, float] = (0, 0, 0),
+    hold: bool = False,
+) -> list:
+    """``count`` chained pans, each continuing the one before it: clip i+1's first frame is one pan step
+    after clip i's last (the conditioning frame itself is not repeated). ``hold=True`` repeats it instead
+    (clip i+1 starts ON clip i's last frame: a one-frame hold at every join).
 
     With ``cast_per_clip``, an RGB cast grows steadily along the chain (clip i goes from i to i+1 times the
     cast), the way a cast compounds when each clip starts from the previous clip's last frame.
     """
+    step = 2
+    wide = texture(H, W + step * (count * frames + 1), seed=10)
     clips = []
-    start = None
     ramp = np.linspace(0.0, 1.0, frames, dtype=np.float32)[:, None, None, None]
     cast = np.asarray(cast_per_clip, dtype=np.float32)
+    position = 0
     for i in range(count):
-        raw = pan(frames, seed=10 + i, start=start)
-        start = raw[-1]
+        if hold and i > 0:
+            position -= 1
+        raw = np.stack([wide[:, (position + t) * step : (position + t) * step + W] for t in range(frames)])
+        position += frames
         clips.append(np.clip(raw + (i + ramp) * cast, 0, 255).astype(np.uint8))
     return clips

@@ -7,15 +7,18 @@ from pathlib import Path
 
 import dagster as dg
 
-from i2v_dagster.assets.common import load_video, path_md
-from i2v_dagster.assets.stitch import stitched_video
-from i2v_dagster.assets.verification import stored_outcomes
+from i2v_dagster.defs.checks import stored_outcomes
+from i2v_dagster.defs.common import load_video, path_md
+from i2v_dagster.defs.manifest import build_manifest
+from i2v_dagster.defs.outputs import OutputsResource
+from i2v_dagster.defs.partitions import VIDEOS
+from i2v_dagster.defs.stitch import stitched_video
+from i2v_dagster.defs.storage import latest_materialization
 from i2v_dagster.fsutil import atomic_path
-from i2v_dagster.manifest import build_manifest
-from i2v_dagster.partitions import VIDEOS
-from i2v_dagster.resources.outputs import OutputsResource
-from i2v_dagster.storage import latest_materialization
 from i2v_dagster.verify.report import write_report
+
+STORED_SUFFIXES = (".mp4", ".png", ".zip")
+"""Already compressed: stored as they are (deflating them again costs time and saves nothing)."""
 
 
 def bundle_files(state) -> dict[str, Path]:
@@ -97,7 +100,8 @@ def bundle(context: dg.AssetExecutionContext, outputs: OutputsResource) -> dg.Ma
     dest = paths.bundle(context.run_id)
     with atomic_path(dest) as tmp, zipfile.ZipFile(tmp, "w", compression=zipfile.ZIP_DEFLATED) as zf:
         for name, path in sorted(files.items()):
-            zf.write(path, arcname=name)
+            stored = path.suffix.lower() in STORED_SUFFIXES
+            zf.write(path, arcname=name, compress_type=zipfile.ZIP_STORED if stored else zipfile.ZIP_DEFLATED)
         zf.writestr("manifest.json", json.dumps(manifest, indent=2, sort_keys=True, default=str))
     return dg.MaterializeResult(
         metadata={

@@ -9,17 +9,19 @@ import time
 import dagster as dg
 import numpy as np
 
-from i2v_dagster.assets.common import load_video, path_md, timings_md
+from i2v_dagster.defs.common import load_video, path_md, timings_md
+from i2v_dagster.defs.config import spec_config_schema
+from i2v_dagster.defs.outputs import OutputsResource
+from i2v_dagster.defs.partitions import VIDEOS
+from i2v_dagster.defs.residency import ModelResidency
 from i2v_dagster.errors import SpecError
 from i2v_dagster.fsutil import save_png_atomic, sha256_file, write_json_atomic
 from i2v_dagster.media.audio import pad_to, write_wav
-from i2v_dagster.models.registry import get_adapter_info
-from i2v_dagster.partitions import VIDEOS
+from i2v_dagster.models.registry import max_clip_frames, settings_for
 from i2v_dagster.paths import VideoPaths
 from i2v_dagster.planning import plan_timeline, scene_frames
-from i2v_dagster.resources.outputs import OutputsResource
-from i2v_dagster.resources.residency import ModelResidency
-from i2v_dagster.spec import JobSpec, derive_seed
+from i2v_dagster.spec import derive_seed
+from i2v_dagster.specfile import parse_spec
 
 SILENT_SCENE_S = 2.0
 
@@ -27,23 +29,29 @@ SILENT_SCENE_S = 2.0
 @dg.asset(
     partitions_def=VIDEOS,
     group_name="video",
+    config_schema=spec_config_schema(),
     description="Validates the job spec (run config) and writes the script: subject and scenes.",
 )
 def script(
-    context: dg.AssetExecutionContext, config: JobSpec, outputs: OutputsResource, residency: ModelResidency
+    context: dg.AssetExecutionContext, outputs: OutputsResource, residency: ModelResidency
 ) -> dg.MaterializeResult:
+    try:
+        config = parse_spec(context.op_execution_context.op_config)
+    except SpecError as exc:  # one message naming each field, no stack trace
+        raise dg.Failure(description=str(exc), allow_retries=False) from None
     if config.name != context.partition_key:
-        raise SpecError(
-            f"name: the spec is for video {config.name!r} "
-            f"but the run's partition is {context.partition_key!r}"
+        raise dg.Failure(
+            description=f"name: the spec is for video {config.name!r} "
+            f"but the run's partition is {context.partition_key!r}",
+            allow_retries=False,
         )
     paths = VideoPaths.for_video(config.outputs_root or outputs.root, config.name)
     started = time.monotonic()
     choice = config.models.script
-    with residency.use(choice.adapter, choice.settings()) as writer:
+    with residency.use(choice.adapter, settings_for(choice)) as writer:
         written = writer.write(config)
-    write_json_atomic(paths.spec, config.model_dump())
-    write_json_atomic(paths.script, written.model_dump())
+    write_json_atomic(paths.spec, config.model_dump(mode="json"))
+    write_json_atomic(paths.script, written.model_dump(mode="json"))
     context.log.info(
         "script: %d scenes about %r (writer %s)", len(written.scenes), written.subject, choice.adapter
     )
@@ -83,7 +91,7 @@ def narration(
     if spec.silent:
         durations = [float(s.duration_s or SILENT_SCENE_S) for s in scenes]
     else:
-        with residency.use(speech.adapter, speech.settings()) as model:
+        with residency.use(speech.adapter, settings_for(speech)) as model:
             for i, scene in enumerate(scenes):
                 if scene.narration.strip():
                     audio = model.synthesize(scene.narration, seed=derive_seed(spec.seed, f"speech:{i}"))
@@ -94,11 +102,13 @@ def narration(
                 write_wav(paths.scene_audio(i), samples, rate)
                 padded.append(pad_to(samples, rate, scene_frames(durations[-1], fps) / fps))
                 context.log.info("narration: scene %d is %.2f s", i, durations[-1])
-    video_info = get_adapter_info(spec.models.video.adapter)
-    max_frames = (
-        spec.max_clip_frames or video_info.constraints_for(spec.models.video.settings()).usable_frames
+    timeline = plan_timeline(
+        durations,
+        fps=fps,
+        max_clip_frames=max_clip_frames(spec),
+        clip_seed=spec.clip_seed,
+        chain_mode=spec.chain_mode,
     )
-    timeline = plan_timeline(durations, fps=fps, max_clip_frames=max_frames, clip_seed=spec.clip_seed)
     write_json_atomic(paths.timeline, timeline.to_dict())
     metadata: dict = {
         "timeline": path_md(paths, paths.timeline),
@@ -113,6 +123,7 @@ def narration(
         write_wav(paths.narration, np.concatenate(padded), rate)
         metadata.update(
             narration=path_md(paths, paths.narration),
+            narration_sha256=sha256_file(paths.narration),
             sample_rate=rate,
             narration_duration_s=round(sum(len(p) for p in padded) / rate, 4),
         )
@@ -139,7 +150,7 @@ def keyframes(
     choice = spec.models.image
     started = time.monotonic()
     prompts, files, seconds = [], [], []
-    with residency.use(choice.adapter, choice.settings()) as model:
+    with residency.use(choice.adapter, settings_for(choice)) as model:
         for i, scene in enumerate(written.scenes):
             prompt = spec.keyframe_prompt(scene, written.subject)
             t0 = time.monotonic()

@@ -9,13 +9,13 @@ from typing import Any
 import dagster as dg
 import yaml
 
-from i2v_dagster.assets.bundle import bundle
-from i2v_dagster.assets.clips import clips
-from i2v_dagster.assets.stitch import stitched_video
-from i2v_dagster.assets.story import keyframes, narration, script
-from i2v_dagster.partitions import VIDEOS
+from i2v_dagster.defs.bundle import bundle
+from i2v_dagster.defs.clips import clips
+from i2v_dagster.defs.partitions import VIDEOS
+from i2v_dagster.defs.stitch import stitched_video
+from i2v_dagster.defs.story import keyframes, narration, script
 
-JOBS_DIR = Path(__file__).resolve().parents[1] / "jobs"
+JOBS_DIR = Path(__file__).resolve().parents[2] / "jobs"
 DEFAULT_MAX_RUNTIME_S = int(os.environ.get("I2V_MAX_RUNTIME_S", str(6 * 3600)))
 
 
@@ -58,10 +58,3 @@ render_video = dg.define_asset_job(
     tags={"dagster/max_runtime": str(DEFAULT_MAX_RUNTIME_S)},
     description="Render one video (the run's `videos` partition = the spec's name): script -> bundle.",
 )
-
-
-def render_video_job() -> dg.JobDefinition:
-    """The resolved job, for ``dg.reconstructable`` (used by ``i2v run``)."""
-    from i2v_dagster.definitions import defs
-
-    return defs.resolve_job_def("render_video")

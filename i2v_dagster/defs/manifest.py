@@ -15,8 +15,10 @@ from typing import Any
 
 import dagster as dg
 
+from i2v_dagster.defs.storage import check_evaluations, latest_materialization
 from i2v_dagster.fsutil import sha256_file
-from i2v_dagster.storage import check_evaluations, latest_materialization
+from i2v_dagster.hfcache import hf_home, hub_cache_dir, user_path
+from i2v_dagster.planning import clip_id
 
 VIDEO_ASSETS = ("script", "narration", "keyframes", "clips", "stitched_video")
 _TOKEN_SHAPE = re.compile(r"hf_[A-Za-z0-9]{16,}")
@@ -56,11 +58,8 @@ def _materialization(record) -> dict[str, Any]:
 
 
 def hf_cache_locations() -> dict[str, str]:
-    hf_home = os.environ.get("HF_HOME") or str(Path("~/.cache/huggingface").expanduser())
-    return {
-        "HF_HOME": hf_home,
-        "HF_HUB_CACHE": os.environ.get("HF_HUB_CACHE") or str(Path(hf_home) / "hub"),
-    }
+    """The Hugging Face cache folders, the user's home written ``~``."""
+    return {"HF_HOME": user_path(hf_home()), "HF_HUB_CACHE": user_path(hub_cache_dir())}
 
 
 def check_results(instance: dg.DagsterInstance, run_id: str) -> list[dict[str, Any]]:
@@ -90,7 +89,7 @@ def build_manifest(
     """``files`` maps bundle-relative names to files on disk."""
     run = instance.get_run_by_id(run_id)
     wanted = [(asset, video) for asset in VIDEO_ASSETS]
-    wanted += [("clip", f"{i:03d}|{video}") for i in range(clip_count)]
+    wanted += [("clip", f"{clip_id(i)}|{video}") for i in range(clip_count)]
     records = [latest_materialization(instance, asset, partition) for asset, partition in wanted]
     materializations = [_materialization(r) for r in records if r is not None]
     step_stats = [

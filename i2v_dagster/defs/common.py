@@ -1,0 +1,46 @@
+"""What every asset needs: the video a step works on (found through Dagster's storage), and metadata
+helpers."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import dagster as dg
+
+from i2v_dagster.defs.outputs import OutputsResource
+from i2v_dagster.defs.storage import latest_materialization
+from i2v_dagster.paths import VideoPaths
+from i2v_dagster.state import VideoState
+
+SCRIPT_KEY = dg.AssetKey("script")
+
+
+def video_dir_from_storage(instance: dg.DagsterInstance, video: str) -> Path | None:
+    """The folder recorded by the latest `script` materialization of ``video`` (Dagster storage)."""
+    record = latest_materialization(instance, SCRIPT_KEY, video)
+    mat = record.asset_materialization if record is not None else None
+    if mat is not None and "video_dir" in mat.metadata:
+        return Path(str(mat.metadata["video_dir"].value))
+    return None
+
+
+def load_video(context, outputs: OutputsResource, video: str) -> VideoState:
+    """The video's stored spec and folder: where its latest `script` materialization says, else under the
+    outputs root."""
+    folder = video_dir_from_storage(context.instance, video) or VideoPaths.for_video(outputs.root, video).root
+    return VideoState.load(folder, video)
+
+
+def video_partition(context) -> str:
+    key = context.partition_key
+    if isinstance(key, dg.MultiPartitionKey):
+        return key.keys_by_dimension["video"]
+    return key
+
+
+def path_md(paths: VideoPaths, path: Path) -> dg.MetadataValue:
+    return dg.MetadataValue.path(paths.rel(path))
+
+
+def timings_md(**seconds: float) -> dict[str, dg.MetadataValue]:
+    return {f"seconds_{k}": dg.MetadataValue.float(round(v, 3)) for k, v in seconds.items()}

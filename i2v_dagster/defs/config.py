@@ -1,0 +1,56 @@
+"""The job spec as Dagster config: the Launchpad's form, descriptions and up-front checks.
+
+The spec itself is plain pydantic (:mod:`i2v_dagster.spec`, importable without Dagster). Here each spec
+model gets a ``dagster.Config`` twin with the same fields, types, defaults and descriptions, built with
+pydantic's own ``create_model``; Dagster turns the twin into its config schema, so the Launchpad shows every
+field's description, refuses unknown keys and wrong types, and checks the closed sets (adapter names, chain
+mode, dtype, ...) as enums before launch. The rules Dagster's config cannot express (name pattern, bounds,
+adapter sizes, files) run in the first second of the run, in :func:`i2v_dagster.specfile.parse_spec`.
+"""
+
+from __future__ import annotations
+
+import typing
+from functools import cache
+from typing import Any
+
+import dagster as dg
+from pydantic import BaseModel, create_model
+from pydantic.fields import FieldInfo
+
+from i2v_dagster.spec import JobSpec
+
+
+def _twin_annotation(annotation: Any) -> Any:
+    """``annotation`` with every spec model in it replaced by its Dagster twin."""
+    if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+        return dagster_twin(annotation)
+    args = typing.get_args(annotation)
+    if typing.get_origin(annotation) is list and args:
+        return list[_twin_annotation(args[0])]
+    return annotation
+
+
+def _twin_field(info: FieldInfo) -> FieldInfo:
+    """The field with a nested model's default factory pointing at the twin (so Dagster can show it)."""
+    factory = info.default_factory
+    if isinstance(factory, type) and issubclass(factory, BaseModel):
+        return FieldInfo.merge_field_infos(info, default_factory=dagster_twin(factory))
+    return info
+
+
+@cache
+def dagster_twin(model: type[BaseModel]) -> type[dg.Config]:
+    """A ``dagster.Config`` subclass with ``model``'s fields (nested models twinned too)."""
+    fields = {
+        name: (_twin_annotation(info.annotation), _twin_field(info))
+        for name, info in model.model_fields.items()
+    }
+    return create_model(model.__name__, __base__=dg.Config, __doc__=model.__doc__, **fields)
+
+
+def spec_config_schema() -> dg.Field:
+    """The Dagster config schema of a :class:`~i2v_dagster.spec.JobSpec` (the ``script`` asset's config)."""
+    from dagster._config.pythonic_config.config import infer_schema_from_config_class
+
+    return infer_schema_from_config_class(dagster_twin(JobSpec), description=JobSpec.__doc__)

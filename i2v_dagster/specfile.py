@@ -1,0 +1,309 @@
+"""Reading, overriding and validating job specs: the one way every entry point turns input into a JobSpec.
+
+``i2v validate``, ``i2v run``, ``dagster job execute`` and the Launchpad all end in :func:`validate_spec`:
+pydantic's field rules (:mod:`i2v_dagster.spec`), then the adapters' rules (the registry), then the files a
+spec names. Files are read strictly: duplicate keys, oversized documents and YAML alias bombs are refused.
+Every error is a :class:`SpecError` whose lines each name the field (or file) and the value.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import yaml
+from pydantic import ValidationError
+
+from i2v_dagster.errors import SpecError
+from i2v_dagster.spec import JobSpec
+
+MAX_DOCUMENT_BYTES = 1_000_000
+MAX_YAML_NODES = 100_000
+"""Nodes a YAML document may expand to once aliases are followed (a 9-line alias bomb expands to millions)."""
+MAX_IMAGE_SIDE = 8192
+IMAGE_FORMATS = ("PNG", "JPEG", "WEBP", "BMP", "TIFF")
+
+
+# ---- reading ---------------------------------------------------------------------------------------------
+
+
+class _StrictLoader(yaml.SafeLoader):
+    """SafeLoader that refuses duplicate keys (PyYAML keeps the last one silently)."""
+
+    def construct_mapping(self, node, deep=False):
+        seen: dict[Any, Any] = {}
+        for key_node, _ in node.value:
+            key = self.construct_object(key_node, deep=deep)
+            if key in seen:
+                mark = key_node.start_mark
+                raise SpecError(
+                    f"duplicate key {key!r} at line {mark.line + 1}, column {mark.column + 1} "
+                    f"(first at line {seen[key].line + 1})"
+                )
+            seen[key] = key_node.start_mark
+        return super().construct_mapping(node, deep=deep)
+
+
+def _expanded_size(node: yaml.Node, memo: dict[int, int]) -> int:
+    """Nodes the document holds with every alias followed (shared nodes counted each time they appear)."""
+    known = memo.get(id(node))
+    if known is not None:
+        return known
+    memo[id(node)] = 1  # a recursive alias counts once
+    if isinstance(node, yaml.SequenceNode):
+        size = 1 + sum(_expanded_size(child, memo) for child in node.value)
+    elif isinstance(node, yaml.MappingNode):
+        size = 1 + sum(_expanded_size(k, memo) + _expanded_size(v, memo) for k, v in node.value)
+    else:
+        size = 1
+    memo[id(node)] = min(size, MAX_YAML_NODES + 1)
+    return memo[id(node)]
+
+
+def parse_yaml(text: str, *, source: str) -> Any:
+    """One YAML document, strictly: duplicate keys and alias expansion beyond ``MAX_YAML_NODES`` refused."""
+    loader = _StrictLoader(text)
+    try:
+        node = loader.get_single_node()
+        if node is None:
+            return None
+        if _expanded_size(node, {}) > MAX_YAML_NODES:
+            raise SpecError(
+                f"{source}: the document expands to more than {MAX_YAML_NODES:,} values once its aliases "
+                "are followed (a YAML alias bomb?)"
+            )
+        try:
+            return loader.construct_document(node)
+        except SpecError as exc:  # a duplicate key
+            raise SpecError(f"{source}: {exc}") from None
+    except yaml.YAMLError as exc:
+        raise SpecError(f"{source}: not valid YAML: {' '.join(str(exc).split())}") from None
+    finally:
+        loader.dispose()
+
+
+def read_document(path: str | Path) -> Any:
+    """The parsed contents of a YAML or JSON file (refused when missing, not a file, or too large)."""
+    p = Path(path)
+    if not p.is_file():
+        raise SpecError(f"spec file not found: {p}" if not p.exists() else f"{p}: not a regular file")
+    size = p.stat().st_size
+    if size > MAX_DOCUMENT_BYTES:
+        raise SpecError(f"{p}: {size:,} bytes; a spec file may hold at most {MAX_DOCUMENT_BYTES:,}")
+    try:
+        text = p.read_text(encoding="utf-8")
+    except UnicodeDecodeError as exc:
+        raise SpecError(f"{p}: not UTF-8 text ({exc.reason} at byte {exc.start})") from None
+    if p.suffix.lower() == ".json":
+        try:
+            return json.loads(text, object_pairs_hook=_no_duplicate_json_keys)
+        except json.JSONDecodeError as exc:
+            raise SpecError(f"{p}: not valid JSON: {exc}") from None
+        except SpecError as exc:
+            raise SpecError(f"{p}: {exc}") from None
+    return parse_yaml(text, source=str(p))
+
+
+def _no_duplicate_json_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for key, value in pairs:
+        if key in out:
+            raise SpecError(f"duplicate key {key!r}")
+        out[key] = value
+    return out
+
+
+def extract_spec_dict(data: Any, *, source: str = "spec") -> dict[str, Any]:
+    """Accept a bare spec, or Dagster run config holding it under ``ops.script.config``."""
+    if not isinstance(data, dict):
+        raise SpecError(f"{source}: expected a mapping at the top level, got {type(data).__name__}")
+    ops = data.get("ops")
+    if isinstance(ops, dict) and "script" in ops:
+        unknown = sorted(set(data) - {"ops", "resources", "execution", "loggers"})
+        if unknown:
+            raise SpecError(f"{source}: unknown top-level key {unknown[0]!r} in run config")
+        try:
+            inner = ops["script"]["config"]
+        except (KeyError, TypeError):
+            raise SpecError(f"{source}: ops.script.config is missing") from None
+        if not isinstance(inner, dict):
+            raise SpecError(f"{source}: ops.script.config must be a mapping")
+        return inner
+    return data
+
+
+def read_spec_file(path: str | Path) -> dict[str, Any]:
+    return extract_spec_dict(read_document(path), source=str(path))
+
+
+# ---- overrides -------------------------------------------------------------------------------------------
+
+
+def apply_overrides(data: dict[str, Any], overrides: list[str] | None) -> dict[str, Any]:
+    """Apply ``key.sub=value`` overrides (values parsed as YAML); every part of the path must exist
+    in the spec (with defaults filled in), so a typo is refused instead of silently dropped."""
+    out = copy.deepcopy(data)
+    for item in overrides or []:
+        key, sep, raw = item.partition("=")
+        key = key.strip()
+        if not sep or not key:
+            raise SpecError(f"--set {item!r}: expected key=value")
+        value = parse_yaml(raw, source=f"--set {key}") if raw.strip() else ""
+        target: Any = out
+        parts = key.split(".")
+        for depth, part in enumerate(parts):
+            where = ".".join(parts[: depth + 1])
+            last = depth == len(parts) - 1
+            if isinstance(target, list):
+                if not part.isdigit() or int(part) >= len(target):
+                    raise SpecError(f"--set {key}: {part!r} is not an index of a list of {len(target)}")
+                index = int(part)
+                if last:
+                    target[index] = value
+                else:
+                    target = target[index]
+                continue
+            if not isinstance(target, dict):
+                parent = ".".join(parts[:depth]) or "the spec"
+                raise SpecError(f"--set {key}: {parent} is a {type(target).__name__}, not a mapping")
+            if part not in target and not _open_mapping(parts[:depth]):
+                raise SpecError(f"--set {key}: no field {where!r} in the spec")
+            if last:
+                target[part] = value
+            else:
+                target = target.setdefault(part, {})
+    return out
+
+
+def _open_mapping(path: list[str]) -> bool:
+    """Mappings whose keys are free (adapter options): a new key there is checked by the adapter."""
+    return len(path) == 3 and path[0] == "models" and path[2] == "options"
+
+
+# ---- validating ------------------------------------------------------------------------------------------
+
+
+def format_validation_error(exc: ValidationError) -> str:
+    lines = []
+    for err in exc.errors():
+        loc = ".".join(str(p) for p in err["loc"]) or "spec"
+        msg = err["msg"].removeprefix("Value error, ")
+        value = err.get("input")
+        if err["type"] == "extra_forbidden":
+            lines.append(f"{loc}: unknown key (not a field of the spec)")
+            continue
+        if err["type"] == "missing":
+            lines.append(f"{loc}: required")
+            continue
+        if err["type"] == "literal_error":
+            allowed = err.get("ctx", {}).get("expected", "")
+            what = "unknown adapter" if loc.endswith(".adapter") else "not allowed:"
+            lines.append(f"{loc}: {what} {_short(value)}; known: {allowed}")
+            continue
+        shown = "" if isinstance(value, dict | list) else f" (got {_short(value)})"
+        lines.append(f"{loc}: {msg}{shown}")
+    return "invalid job spec:\n  " + "\n  ".join(lines)
+
+
+def _short(value: Any) -> str:
+    text = repr(value)
+    return text if len(text) <= 80 else text[:77] + "..."
+
+
+def parse_spec(data: Any, overrides: list[str] | None = None, *, check_files: bool = True) -> JobSpec:
+    """``data`` (a spec mapping) with ``overrides`` applied, validated by every rule; raises SpecError."""
+    if not isinstance(data, dict):
+        raise SpecError(f"invalid job spec: expected a mapping, got {type(data).__name__}")
+    if overrides:
+        data = apply_overrides(_with_defaults(data), overrides)
+    try:
+        spec = JobSpec.model_validate(data)
+    except ValidationError as exc:
+        raise SpecError(format_validation_error(exc)) from None
+    problems = spec_problems(spec, check_files=check_files)
+    if problems:
+        raise SpecError("invalid job spec:\n  " + "\n  ".join(problems))
+    return spec
+
+
+def _with_defaults(data: dict[str, Any]) -> dict[str, Any]:
+    """The spec with its defaults filled in, so an override of a nested default lands on a real field;
+    the data as given when it does not validate yet (the override may be the fix)."""
+    try:
+        return JobSpec.model_validate(data).model_dump()
+    except ValidationError:
+        return data
+
+
+def load_spec(path: str | Path, overrides: list[str] | None = None, *, check_files: bool = True) -> JobSpec:
+    return parse_spec(read_spec_file(path), overrides, check_files=check_files)
+
+
+def spec_problems(spec: JobSpec, *, check_files: bool = True) -> list[str]:
+    """Rules across fields: the adapters' (the registry's business) and the files the spec names."""
+    from i2v_dagster.models.registry import spec_problems as adapter_problems
+
+    problems = []
+    if spec.models.script.adapter == "spec" and not spec.scenes:
+        problems.append("scenes: empty, and models.script.adapter is 'spec' (the scenes must be in the spec)")
+    if spec.silent:
+        missing = [i for i, s in enumerate(spec.scenes) if s.duration_s is None]
+        if missing:
+            problems.append(
+                f"scenes.{missing[0]}.duration_s: required when models.speech.adapter is 'none' "
+                "(silent video)"
+            )
+    problems += adapter_problems(spec)
+    if check_files:
+        if spec.initial_image is not None:
+            problems += image_problems("initial_image", spec.initial_image)
+        if spec.outputs_root is not None:
+            problems += folder_problems("outputs_root", spec.outputs_root)
+    return problems
+
+
+def image_problems(field: str, value: str) -> list[str]:
+    """A readable image file of sane size, opened now (not when the clips step reaches it)."""
+    path = Path(value).expanduser()
+    if not path.exists():
+        return [f"{field}: file not found: {path.resolve()}"]
+    if not path.is_file():
+        return [f"{field}: {path} is not a regular file"]
+    from PIL import Image, UnidentifiedImageError
+
+    try:
+        with Image.open(path) as img:
+            fmt, (w, h) = img.format, img.size
+            if fmt not in IMAGE_FORMATS:
+                return [f"{field}: {path} is a {fmt} image; use {', '.join(IMAGE_FORMATS)}"]
+            if not (1 <= w <= MAX_IMAGE_SIDE and 1 <= h <= MAX_IMAGE_SIDE):
+                return [f"{field}: {path} is {w}x{h}; each side must be 1..{MAX_IMAGE_SIDE} pixels"]
+            img.load()
+    except UnidentifiedImageError:
+        return [f"{field}: {path} is not an image file"]
+    except (OSError, SyntaxError, ValueError) as exc:
+        return [f"{field}: {path} cannot be read as an image: {exc}"]
+    except Image.DecompressionBombError as exc:
+        return [f"{field}: {path} is too large an image: {exc}"]
+    return []
+
+
+def folder_problems(field: str, value: str) -> list[str]:
+    """A folder we can write in (probed with a temporary file, removed at once), or one that can be made
+    under such a folder."""
+    path = Path(value).expanduser()
+    if path.exists() and not path.is_dir():
+        return [f"{field}: {path} exists and is not a folder"]
+    probe_dir = path if path.exists() else next((p for p in path.absolute().parents if p.is_dir()), None)
+    if probe_dir is None:
+        return [f"{field}: {path} cannot be created (no existing folder above it)"]
+    try:
+        with tempfile.TemporaryFile(dir=probe_dir):
+            pass
+    except OSError as exc:
+        what = "is not a writable folder" if probe_dir == path else f"cannot be created under {probe_dir}"
+        return [f"{field}: {path} {what} ({exc.strerror})"]
+    return []

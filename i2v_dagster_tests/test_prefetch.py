@@ -354,14 +354,16 @@ def test_job_config_defaults_and_daily_smoke_schedule():
         "models": ["all"],
         "smoke": False,
         "smoke_seconds": 20.0,
-        "dry_run": False,
+        "dry_run": True,  # one click never fetches every family's weights
         "cache_dir": None,
     }
+    assert "dry run" in prefetch_job.description and "dry_run: false" in prefetch_job.description
 
     context = dg.build_schedule_context(scheduled_execution_time=datetime(2026, 11, 23, 5, 30, tzinfo=UTC))
     (request,) = smoke_prefetch_schedule.evaluate_tick(context).run_requests
     config = dg.validate_run_config(prefetch_job, request.run_config)["ops"]["prefetch_weights"]["config"]
     assert config["smoke"] is True and config["models"] == ["all"] and config["smoke_seconds"] == 20.0
+    assert config["dry_run"] is False  # the daily run really fetches the metadata files
     assert smoke_prefetch_schedule.cron_schedule == "30 5 * * *"
     assert smoke_prefetch_schedule.job_name == "prefetch_models" == prefetch_job.name
 
@@ -461,6 +463,30 @@ def test_job_runs_public_repos_without_hf_token(hub, cache, instance):
     assert {r.authorization for r in hub.resolve_requests()} == {None}
     assert {r.filename for r in hub.downloads()} == PIPE_METADATA
     assert not [f for f in cached_files(cache) if f.endswith(".safetensors")]
+
+
+def test_job_default_is_a_dry_run(hub, cache, instance):
+    from i2v_dagster.prefetch_defs import hf_resource
+
+    result = _run_job({"models": ["tinypipe"]}, hf_resource(cache_dir=str(cache), endpoint=hub.url), instance)
+    assert result.success
+    output = next(e for e in result.all_events if e.event_type_value == "STEP_OUTPUT")
+    assert output.event_specific_data.metadata["mode"].value == "dry_run"
+    assert output.event_specific_data.metadata["files"].value == len(PIPE_ALLOWED)
+    assert hub.downloads() == [] and cached_files(cache) == []
+    assert result.asset_materializations_for_node("prefetch_weights") == []
+
+
+def test_job_without_huggingface_hub_fails_with_one_line(families, monkeypatch, instance):
+    from i2v_dagster.prefetch_defs import HuggingFaceResource
+
+    monkeypatch.setitem(sys.modules, "huggingface_hub", None)
+    result = _run_job({"models": ["tinypipe"]}, HuggingFaceResource(), instance)
+    assert not result.success
+    failure = next(e for e in result.all_events if e.event_type_value == "STEP_FAILURE")
+    message = failure.event_specific_data.error.message.strip()
+    assert message.endswith(f": {MISSING_HUB}") and "\n" not in message, message
+    assert "No module named" not in str(failure.event_specific_data.error.to_string())
 
 
 def test_job_fails_with_the_gated_message_when_no_token(hub, instance):

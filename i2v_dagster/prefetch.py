@@ -2,31 +2,39 @@
 
 Models are named by family (``flux``, ``cogvideox``, ...; ``all`` for every family) or by adapter name;
 each adapter gives the repo, revision and ``allow_patterns`` (see :mod:`i2v_dagster.models.registry`).
-Three modes:
+Every mode first plans each repo: its revision is resolved to a commit sha (``HfApi.repo_info``), then
+huggingface_hub's own dry run (``snapshot_download(dry_run=True)`` at that commit) lists the files the
+patterns select, with sizes and whether each is cached. A gated repo that the token (or its absence) does
+not open fails there, before anything is downloaded. Then:
 
-- **dry run**: list what would be fetched (file names, sizes the hub lists, total), fetch nothing;
-- **smoke**: fetch only metadata files (configs, tokenizer files; never weights) within ``smoke_seconds``,
-  then stop and report what was done and what was left;
-- **full**: ``snapshot_download`` each repo with its ``allow_patterns`` at its pinned revision.
+- **dry run**: report the plan; nothing is fetched or written to the cache;
+- **smoke**: fetch the plan's metadata files (configs, tokenizer files; never weights) until
+  ``smoke_seconds`` is up, then report what was fetched and what was left;
+- **full**: ``snapshot_download`` each repo with its ``allow_patterns`` at its revision.
 
-Every mode first lists each repo once (``HfApi.model_info``), which resolves the revision to a commit sha
-and finds gated repos: a gated repo with no token anywhere fails before anything is downloaded. The token
-is passed to ``huggingface_hub`` and nowhere else: no message, log line or result holds it.
+huggingface_hub comes with the ``[models]`` extra; without it every entry point fails with one line saying
+so. The token is passed to huggingface_hub and nowhere else: no message, log line or result holds it.
 """
 
 from __future__ import annotations
 
+import importlib.util
 import logging
+import math
 import os
 import threading
 import time
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 
 from i2v_dagster.errors import AdapterError, PrefetchError
+from i2v_dagster.extras import require_extra
+
+if TYPE_CHECKING:
+    from huggingface_hub import DryRunFileInfo
 
 log_ = logging.getLogger(__name__)
 
@@ -44,15 +52,13 @@ FAMILIES: dict[str, tuple[str, ...]] = {
 
 METADATA_PATTERNS: tuple[str, ...] = ("*.json", "*.txt", "*.model", "*.yaml", "*.yml")
 """Files a smoke run fetches: configs, ``model_index.json``, tokenizer files (``spiece.model`` included)."""
-# fmt: off
-WEIGHT_SUFFIXES: tuple[str, ...] = (
-    ".safetensors", ".bin", ".pt", ".pth", ".ckpt", ".gguf", ".onnx", ".msgpack", ".h5", ".npz", ".pkl",
-)
-# fmt: on
 TIME_BOUND_REACHED = "time bound reached"
-DEFAULT_HUB_URL = "https://huggingface.co"
 
 Mode = Literal["dry_run", "smoke", "full"]
+
+
+def _require_hub() -> None:
+    require_extra("huggingface_hub", "prefetch")
 
 
 # ------------------------------------------------------------------------------------------------- results
@@ -68,39 +74,21 @@ class PrefetchTarget:
     allow_patterns: tuple[str, ...]
     """Empty means every file of the repo (``snapshot_download`` with ``allow_patterns=None``)."""
 
-    @property
-    def key(self) -> str:
-        return f"{self.adapter}:{self.repo_id}"
-
-
-@dataclass(frozen=True)
-class PlannedFile:
-    name: str
-    size: int | None
-    """Bytes, as the hub lists them (None when it does not)."""
-    cached: bool = False
-    """Already in the cache at the planned commit."""
-
-    @property
-    def is_metadata(self) -> bool:
-        return is_metadata_file(self.name)
-
 
 @dataclass(frozen=True)
 class RepoPlan:
     target: PrefetchTarget
     commit: str
     """The commit sha the requested revision resolved to."""
-    gated: bool
-    files: tuple[PlannedFile, ...]
-    """Files matching the adapter's ``allow_patterns``."""
+    files: tuple[DryRunFileInfo, ...]
+    """huggingface_hub's dry run of the files matching the adapter's ``allow_patterns``, by name."""
 
     @property
     def bytes(self) -> int:
-        return sum(f.size or 0 for f in self.files)
+        return sum(f.file_size or 0 for f in self.files)
 
-    def metadata_files(self) -> tuple[PlannedFile, ...]:
-        return tuple(f for f in self.files if f.is_metadata)
+    def metadata_files(self) -> tuple[DryRunFileInfo, ...]:
+        return tuple(f for f in self.files if is_metadata_file(f.filename))
 
 
 @dataclass(frozen=True)
@@ -121,8 +109,6 @@ class RepoResult:
     """Smoke: metadata files not fetched when the time bound was reached."""
     cached_files: int = 0
     """Dry run: planned files already in the cache."""
-    unknown_sizes: int = 0
-    """Dry run: planned files whose size the hub did not list."""
     snapshot_path: str | None = None
     skipped: str | None = None
     """Why nothing was done for this repo (None when it was processed)."""
@@ -158,8 +144,6 @@ class PrefetchReport:
     """A token was available to send (the token itself is never kept)."""
     stopped: str | None = None
     """``TIME_BOUND_REACHED`` when a smoke run stopped at its bound."""
-    in_flight: str | None = None
-    """Smoke: ``repo/file`` being fetched when the bound was reached (it may still land in the cache)."""
 
     @property
     def files(self) -> int:
@@ -190,28 +174,23 @@ class PrefetchReport:
 
 # ------------------------------------------------------------------------------------------------- helpers
 def format_bytes(n: int) -> str:
-    size = float(n)
-    for unit in ("B", "KB", "MB", "GB"):
-        if size < 1000 or unit == "GB":
-            return f"{size:.0f} {unit}" if unit == "B" else f"{size:.2f} {unit}"
-        size /= 1000
-    raise AssertionError("unreachable")
-
-
-def is_metadata_file(name: str) -> bool:
-    """True for config/tokenizer files a smoke run may fetch; never for weights."""
-    from fnmatch import fnmatchcase
-
-    if name.endswith(WEIGHT_SUFFIXES):
-        return False
-    return any(fnmatchcase(name, p) for p in METADATA_PATTERNS)
+    for unit, scale in (("GB", 1e9), ("MB", 1e6), ("KB", 1e3)):
+        if n >= scale:
+            return f"{n / scale:.2f} {unit}"
+    return f"{n} B"
 
 
 def match_allow_patterns(names: Iterable[str], allow_patterns: Sequence[str]) -> list[str]:
     """Names ``snapshot_download`` would fetch with these ``allow_patterns`` (its own filter function)."""
+    _require_hub()
     from huggingface_hub.utils import filter_repo_objects
 
     return list(filter_repo_objects(list(names), allow_patterns=list(allow_patterns) or None))
+
+
+def is_metadata_file(name: str) -> bool:
+    """True for config/tokenizer files a smoke run may fetch; never for weights."""
+    return bool(match_allow_patterns([name], METADATA_PATTERNS))
 
 
 def families_for(models: Iterable[str]) -> list[tuple[str, str]]:
@@ -230,6 +209,8 @@ def families_for(models: Iterable[str]) -> list[tuple[str, str]]:
                     f"`models` has {model!r}, which is neither a family ({known}) nor an adapter"
                 )
         pairs.extend(p for p in found if p not in pairs)
+    if not pairs:
+        raise AdapterError(f"`models` is empty: name families ({', '.join([ALL, *FAMILIES])}) or adapters")
     return pairs
 
 
@@ -256,119 +237,79 @@ def targets_for(models: Iterable[str], revisions: Mapping[str, str] | None = Non
                 pinned = revisions.get(repo_id or "") or revisions.get(adapter) or info.revision
             else:
                 pinned = revisions.get(repo_id)
-            target = PrefetchTarget(
-                family=family,
-                adapter=adapter,
-                repo_id=repo_id,
-                revision=pinned or "main",
-                allow_patterns=tuple(patterns),
-            )
+            target = PrefetchTarget(family, adapter, repo_id, pinned or "main", tuple(patterns))
             if target not in targets:
                 targets.append(target)
     return targets
 
 
 def _transport_errors() -> tuple[type[Exception], ...]:
-    """Connection/timeout errors of the HTTP client huggingface_hub uses (httpx2, or httpx before it)."""
-    found: list[type[Exception]] = []
-    for module in ("httpx2", "httpx"):
-        try:
-            found.append(__import__(module).TransportError)
-        except (ImportError, AttributeError):
-            continue
-    return tuple(found)
+    """Connection/timeout errors of the HTTP client huggingface_hub uses (httpx2; httpx before it)."""
+    return tuple(__import__(m).TransportError for m in ("httpx2", "httpx") if importlib.util.find_spec(m))
 
 
 @contextmanager
 def _hub_errors(repo_id: str, revision: str, endpoint: str) -> Iterator[None]:
     """Turn huggingface_hub's errors into a PrefetchError that says what to do (never with a token)."""
-    from huggingface_hub.errors import (
-        GatedRepoError,
-        HfHubHTTPError,
-        LocalEntryNotFoundError,
-        OfflineModeIsEnabled,
-        RemoteEntryNotFoundError,
-        RepositoryNotFoundError,
-        RevisionNotFoundError,
-    )
+    from huggingface_hub import errors
 
     try:
         yield
-    except GatedRepoError as exc:
-        status = exc.response.status_code if exc.response is not None else None
-        raise PrefetchError(_gated_message(repo_id, endpoint, status, token_sent=_sent_token(exc))) from exc
-    except RevisionNotFoundError as exc:
+    except errors.GatedRepoError as exc:
+        request = getattr(exc.response, "request", None)  # only whether a token was sent is read
+        if request is None or "authorization" not in request.headers:
+            fix = "no Hugging Face token was sent: set HF_TOKEN to a read token of an account that has"
+        else:
+            fix = (
+                f"the hub refused the token that was sent (HTTP {exc.response.status_code}): check that "
+                "HF_TOKEN is a valid read token and that its account has"
+            )
+        raise PrefetchError(
+            f"{repo_id} is a gated repo and {fix} accepted the model's terms on {endpoint}/{repo_id}"
+        ) from exc
+    except errors.RevisionNotFoundError as exc:
         raise PrefetchError(f"revision {revision!r} of {repo_id} does not exist on {endpoint}") from exc
-    except RepositoryNotFoundError as exc:
+    except errors.RepositoryNotFoundError as exc:
         raise PrefetchError(
             f"{repo_id} was not found on {endpoint} (or it is private and the token has no access to it)"
         ) from exc
-    except RemoteEntryNotFoundError as exc:
+    except errors.RemoteEntryNotFoundError as exc:
         raise PrefetchError(f"a file of {repo_id} at {revision!r} is missing on {endpoint}: {exc}") from exc
-    except (OfflineModeIsEnabled, LocalEntryNotFoundError) as exc:
+    except errors.HfHubHTTPError as exc:
         raise PrefetchError(
-            f"cannot fetch {repo_id}: the hub at {endpoint} is not reachable ({exc})"
+            f"the hub at {endpoint} answered HTTP {exc.response.status_code} for {repo_id}"
         ) from exc
-    except HfHubHTTPError as exc:
-        status = exc.response.status_code if exc.response is not None else "?"
-        raise PrefetchError(f"the hub at {endpoint} answered HTTP {status} for {repo_id}") from exc
+    except (errors.OfflineModeIsEnabled, errors.LocalEntryNotFoundError, errors.DryRunError) as exc:
+        cause = exc.__cause__ or exc
+        raise PrefetchError(
+            f"cannot fetch {repo_id}: the hub at {endpoint} is not reachable ({type(cause).__name__})"
+        ) from exc
     except _transport_errors() as exc:
         raise PrefetchError(
             f"cannot reach the hub at {endpoint} for {repo_id}: {type(exc).__name__}"
         ) from exc
 
 
-def _gated_message(
-    repo_id: str, endpoint: str, status: int | None = None, *, token_sent: bool = False
-) -> str:
-    page = f"{endpoint}/{repo_id}"
-    if not token_sent:
-        return (
-            f"{repo_id} is a gated repo and no Hugging Face token was sent: set HF_TOKEN to a read token of "
-            f"an account that has accepted the model's terms on {page}"
-        )
-    return (
-        f"{repo_id} is a gated repo and the hub refused the token that was sent (HTTP {status}): check that "
-        f"HF_TOKEN is a valid read token and that its account has accepted the model's terms on {page}"
-    )
+def resolve_cache_dir(cache_dir: str | os.PathLike | None) -> str:
+    """The absolute cache folder: ``cache_dir``, else huggingface_hub's HF_HUB_CACHE."""
+    _require_hub()
+    from huggingface_hub import constants
+
+    return str(Path(cache_dir if cache_dir is not None else constants.HF_HUB_CACHE).expanduser().resolve())
 
 
-def _sent_token(exc: Exception) -> bool:
-    """Whether the refused request carried an Authorization header (its value is never read)."""
-    request = getattr(getattr(exc, "response", None), "request", None)
-    return request is not None and "authorization" in request.headers
-
-
-def _clean_token(token: str | None) -> str | None:
-    return (token.strip() or None) if token else None
-
-
-def _token_available(token: str | None) -> bool:
-    from huggingface_hub import get_token
-
-    return token is not None or get_token() is not None
-
-
-def _check_online() -> None:
+def _setup(
+    cache_dir: str | os.PathLike | None, token: str | None, endpoint: str | None
+) -> tuple[str, str | None, str]:
+    """The cache folder, the token (None when blank) and the hub URL; refuses the hub's offline mode."""
+    cache = resolve_cache_dir(cache_dir)
     from huggingface_hub import constants
 
     if constants.is_offline_mode():
         raise PrefetchError(
             "HF_HUB_OFFLINE is set: prefetching needs the hub; unset it (or set it to 0) and retry"
         )
-
-
-def resolve_cache_dir(cache_dir: str | os.PathLike | None) -> str:
-    """The absolute cache folder: ``cache_dir``, else huggingface_hub's HF_HUB_CACHE."""
-    from huggingface_hub import constants
-
-    return str(Path(cache_dir if cache_dir is not None else constants.HF_HUB_CACHE).expanduser().resolve())
-
-
-def _resolve_endpoint(endpoint: str | None) -> str:
-    from huggingface_hub import constants
-
-    return (endpoint or constants.ENDPOINT or DEFAULT_HUB_URL).rstrip("/")
+    return cache, (token.strip() or None) if token else None, (endpoint or constants.ENDPOINT).rstrip("/")
 
 
 def _snapshot_dir(cache_dir: str, repo_id: str, commit: str) -> Path:
@@ -381,30 +322,28 @@ def _snapshot_dir(cache_dir: str, repo_id: str, commit: str) -> Path:
 def plan_repo(
     target: PrefetchTarget, *, cache_dir: str, token: str | None, endpoint: str, timeout: float | None = None
 ) -> RepoPlan:
-    """List one repo at its revision: commit sha, gated flag, and the files its patterns select."""
-    from huggingface_hub import HfApi
+    """Resolve one repo's revision to a commit and dry-run ``snapshot_download`` there (writes nothing).
+
+    ``timeout`` bounds the revision lookup and each file's metadata request (huggingface_hub's
+    ``etag_timeout``); None keeps huggingface_hub's defaults.
+    """
+    from huggingface_hub import HfApi, snapshot_download
 
     assert target.repo_id is not None
     api = HfApi(endpoint=endpoint, token=token)
     with _hub_errors(target.repo_id, target.revision, endpoint):
-        info = api.model_info(target.repo_id, revision=target.revision, files_metadata=True, timeout=timeout)
-    if not info.sha:
-        raise PrefetchError(
-            f"the hub at {endpoint} gave no commit sha for {target.repo_id}@{target.revision}"
+        commit = api.repo_info(target.repo_id, revision=target.revision, timeout=timeout).sha
+        files = snapshot_download(
+            target.repo_id,
+            revision=commit,  # a sha: the dry run then writes no ref into the cache
+            allow_patterns=list(target.allow_patterns) or None,
+            cache_dir=cache_dir,
+            token=token,
+            endpoint=endpoint,
+            dry_run=True,
+            **({"etag_timeout": timeout} if timeout is not None else {}),
         )
-    sizes = {s.rfilename: s.size for s in info.siblings or []}
-    snapshot = _snapshot_dir(cache_dir, target.repo_id, info.sha)
-    files = tuple(
-        PlannedFile(name=name, size=sizes[name], cached=(snapshot / name).is_file())
-        for name in match_allow_patterns(sorted(sizes), target.allow_patterns)
-    )
-    return RepoPlan(target=target, commit=info.sha, gated=bool(info.gated), files=files)
-
-
-def _check_gated(plans: Sequence[RepoPlan], token: str | None, endpoint: str) -> None:
-    gated = [p.target.repo_id or "" for p in plans if p.gated]
-    if gated and not _token_available(token):
-        raise PrefetchError("; ".join(_gated_message(repo, endpoint) for repo in gated))
+    return RepoPlan(target, commit, tuple(sorted(files, key=lambda f: f.filename)))
 
 
 def plan_prefetch(
@@ -415,16 +354,13 @@ def plan_prefetch(
     endpoint: str | None = None,
     revisions: Mapping[str, str] | None = None,
 ) -> list[RepoPlan]:
-    """List every repo of ``models`` at its revision; raise PrefetchError for a gated repo without a token.
+    """Plan every repo of ``models``; raise PrefetchError for a gated repo the token does not open.
 
     Adapters that name no Hugging Face repo are left out (``prefetch`` reports them as skipped).
     """
-    _check_online()
-    token, cache, hub = _clean_token(token), resolve_cache_dir(cache_dir), _resolve_endpoint(endpoint)
+    cache, token, hub = _setup(cache_dir, token, endpoint)
     targets = [t for t in targets_for(models, revisions) if t.repo_id]
-    plans = [plan_repo(t, cache_dir=cache, token=token, endpoint=hub) for t in targets]
-    _check_gated(plans, token, hub)
-    return plans
+    return [plan_repo(t, cache_dir=cache, token=token, endpoint=hub) for t in targets]
 
 
 # ---------------------------------------------------------------------------------------------- fetching
@@ -445,56 +381,64 @@ def prefetch(
 
     ``dry_run`` with ``smoke`` lists the metadata files a smoke run would fetch. ``on_result`` is called in
     the caller's thread with each repo's result as soon as it is known (a full fetch that fails later has
-    already reported the repos before it). Raises PrefetchError when the hub refuses or cannot be reached.
+    already reported the repos before it). Raises PrefetchError when the hub refuses or cannot be reached,
+    MissingExtraError when huggingface_hub is not installed.
     """
-    if smoke and not smoke_seconds > 0:
-        raise ValueError(f"`smoke_seconds` has to be greater than 0 but is {smoke_seconds}")
+    if smoke and not (math.isfinite(smoke_seconds) and smoke_seconds > 0):
+        raise ValueError(f"`smoke_seconds` has to be a number greater than 0 but is {smoke_seconds}")
+    cache, token, hub = _setup(cache_dir, token, endpoint)
+    from huggingface_hub import get_token
+
     log = logger or log_
     mode: Mode = "dry_run" if dry_run else "smoke" if smoke else "full"
-    token, cache, hub = _clean_token(token), resolve_cache_dir(cache_dir), _resolve_endpoint(endpoint)
-    _check_online()
+    authenticated = token is not None or get_token() is not None
     started = time.monotonic()
     targets = targets_for(models, revisions)
     log.info(
-        "prefetch (%s) of %d adapters from %s into %s; token %s",
+        "prefetch (%s) of %d repos from %s into %s; token %s",
         mode,
         len(targets),
         hub,
         cache,
-        "available" if _token_available(token) else "not set",
+        "available" if authenticated else "not set",
     )
-    emit = on_result or (lambda result: None)
-
     results: list[RepoResult] = []
+
+    def add(r: RepoResult) -> None:
+        if r.skipped:
+            log.info("%s %s: skipped (%s)", r.adapter, r.repo_id or "", r.skipped)
+        else:
+            log.info(
+                "%s %s@%s (commit %s): %s %d files, %s in %.1fs%s",
+                *(r.adapter, r.repo_id, r.revision, r.commit, "would fetch" if dry_run else "fetched"),
+                *(len(r.files), format_bytes(r.bytes), r.seconds),
+                f"; {len(r.files_left)} left" if r.files_left else "",
+            )
+        results.append(r)
+        if on_result is not None:
+            on_result(r)
+
     for target in targets:
         if not target.repo_id:
-            skipped = RepoResult.of(
-                target, mode, skipped=f"adapter {target.adapter!r} names no Hugging Face repo"
-            )
-            log.info("%s: skipped (%s)", target.adapter, skipped.skipped)
-            results.append(skipped)
-            emit(skipped)
+            add(RepoResult.of(target, mode, skipped=f"adapter {target.adapter!r} names no Hugging Face repo"))
     todo = [t for t in targets if t.repo_id]
 
-    stopped = in_flight = None
+    stopped = None
     if mode == "smoke":
-        smoke_results, stopped, in_flight = _smoke(
-            todo, cache_dir=cache, token=token, endpoint=hub, seconds=smoke_seconds, log=log
+        smoke_results, stopped = _smoke(
+            todo, cache_dir=cache, token=token, endpoint=hub, seconds=smoke_seconds
         )
         for result in smoke_results:
-            results.append(result)
-            emit(result)
+            add(result)
+        if stopped:
+            log.warning("smoke prefetch: %s after %.1fs; stopped", TIME_BOUND_REACHED, smoke_seconds)
     else:
         plans = [plan_repo(t, cache_dir=cache, token=token, endpoint=hub) for t in todo]
-        _check_gated(plans, token, hub)
         for plan in plans:
             if dry_run:
-                result = _dry_run_result(plan, smoke=smoke)
+                add(_dry_run_result(plan, smoke=smoke))
             else:
-                result = _fetch_full(plan, cache_dir=cache, token=token, endpoint=hub, log=log)
-            _log_result(log, result)
-            results.append(result)
-            emit(result)
+                add(_fetch_full(plan, cache_dir=cache, token=token, endpoint=hub, log=log))
 
     report = PrefetchReport(
         mode=mode,
@@ -502,28 +446,11 @@ def prefetch(
         endpoint=hub,
         results=tuple(results),
         seconds=time.monotonic() - started,
-        authenticated=_token_available(token),
+        authenticated=authenticated,
         stopped=stopped,
-        in_flight=in_flight,
     )
     log.info("%s", report.summary())
     return report
-
-
-def _log_result(log: logging.Logger, r: RepoResult) -> None:
-    verb = "would fetch" if r.mode == "dry_run" else "fetched"
-    log.info(
-        "%s %s@%s (commit %s): %s %d files, %s in %.1fs%s",
-        r.adapter,
-        r.repo_id,
-        r.revision,
-        r.commit,
-        verb,
-        len(r.files),
-        format_bytes(r.bytes),
-        r.seconds,
-        f"; {len(r.files_left)} left" if r.files_left else "",
-    )
 
 
 def _dry_run_result(plan: RepoPlan, *, smoke: bool) -> RepoResult:
@@ -532,10 +459,9 @@ def _dry_run_result(plan: RepoPlan, *, smoke: bool) -> RepoResult:
         plan.target,
         "dry_run",
         commit=plan.commit,
-        files=tuple(f.name for f in files),
-        bytes=sum(f.size or 0 for f in files),
-        cached_files=sum(f.cached for f in files),
-        unknown_sizes=sum(f.size is None for f in files),
+        files=tuple(f.filename for f in files),
+        bytes=sum(f.file_size or 0 for f in files),
+        cached_files=sum(f.is_cached for f in files),
     )
 
 
@@ -551,7 +477,7 @@ def _fetch_full(
     log.info("fetching %s@%s: %d files, %s", t.repo_id, t.revision, len(plan.files), format_bytes(plan.bytes))
     started = time.monotonic()
     with _hub_errors(t.repo_id, t.revision, endpoint):
-        path = snapshot_download(
+        path = snapshot_download(  # the requested revision (not the sha), so that a branch gets its ref
             t.repo_id,
             revision=t.revision,
             allow_patterns=list(t.allow_patterns) or None,
@@ -559,153 +485,101 @@ def _fetch_full(
             token=token,
             endpoint=endpoint,
         )
-    snapshot = Path(path)
-    commit = snapshot.name
+    commit = Path(path).name
     if commit != plan.commit:
         log.warning("%s@%s moved from %s to %s while fetching", t.repo_id, t.revision, plan.commit, commit)
-    present = sorted(p.relative_to(snapshot).as_posix() for p in snapshot.rglob("*") if p.is_file())
-    files = match_allow_patterns(present, t.allow_patterns)
     return RepoResult.of(
         t,
         "full",
         commit=commit,
-        files=tuple(files),
-        bytes=sum((snapshot / f).stat().st_size for f in files),
+        files=tuple(f.filename for f in plan.files),
+        bytes=plan.bytes,
         seconds=time.monotonic() - started,
-        snapshot_path=str(snapshot),
+        snapshot_path=path,
     )
 
 
 # --------------------------------------------------------------------------------------------------- smoke
 _SMOKE_SLACK_S = 1.0
-"""The worker's request timeouts run this long past the bound, so that the bound (kept by the caller's
+"""Request timeouts in a smoke run end this long after the bound, so that the bound (kept by the caller's
 thread) ends a slow run, not a request timeout racing it."""
 
 
-@dataclass
-class _SmokeState:
-    """Shared between the smoke worker thread and the caller; guarded by ``lock``."""
-
-    lock: threading.Lock = field(default_factory=threading.Lock)
-    stop: threading.Event = field(default_factory=threading.Event)
-    plans: list[RepoPlan] = field(default_factory=list)
-    done: dict[str, list[str]] = field(default_factory=dict)
-    seconds: dict[str, float] = field(default_factory=dict)
-    in_flight: str | None = None
-    error: BaseException | None = None
-
-
 def _smoke(
-    targets: Sequence[PrefetchTarget],
-    *,
-    cache_dir: str,
-    token: str | None,
-    endpoint: str,
-    seconds: float,
-    log: logging.Logger,
-) -> tuple[list[RepoResult], str | None, str | None]:
-    """Fetch metadata files in a worker thread; at the bound, stop and report done and left.
+    targets: Sequence[PrefetchTarget], *, cache_dir: str, token: str | None, endpoint: str, seconds: float
+) -> tuple[list[RepoResult], str | None]:
+    """Plan every repo, then fetch their metadata files one by one, in a daemon thread, until the bound.
 
-    The bound is kept by the caller's thread (a hung request cannot hold it); the worker stops before its
-    next file, and a file in flight at that moment finishes in the background (the hub's cache writes
-    each file to a temporary name first, so the cache stays consistent).
+    The caller's thread keeps the bound (a hung request cannot hold it); the worker stops before its next
+    file, and a file in flight at that moment may still land (huggingface_hub writes each file under a
+    temporary name first, so the cache stays consistent). What was fetched is read from the snapshot.
     """
-    state = _SmokeState()
+    from huggingface_hub import hf_hub_download
+
     deadline = time.monotonic() + seconds
-    worker = threading.Thread(
-        target=_smoke_worker,
-        args=(state, targets, deadline),
-        kwargs={"cache_dir": cache_dir, "token": token, "endpoint": endpoint},
-        name="prefetch-smoke",
-        daemon=True,
-    )
+    stop = threading.Event()
+    plans: dict[PrefetchTarget, RepoPlan] = {}
+    timings: dict[PrefetchTarget, float] = {}
+    failed: list[BaseException] = []
+
+    def timeout() -> float:
+        return _SMOKE_SLACK_S + max(0.0, deadline - time.monotonic())
+
+    def work() -> None:
+        try:
+            for target in targets:
+                if stop.is_set():
+                    return
+                plans[target] = plan_repo(
+                    target, cache_dir=cache_dir, token=token, endpoint=endpoint, timeout=timeout()
+                )
+            for target, plan in list(plans.items()):
+                repo_id, started = target.repo_id or "", time.monotonic()
+                for file in plan.metadata_files():
+                    if stop.is_set():
+                        return
+                    with _hub_errors(repo_id, plan.commit, endpoint):
+                        hf_hub_download(
+                            repo_id,
+                            file.filename,
+                            revision=plan.commit,
+                            cache_dir=cache_dir,
+                            token=token,
+                            endpoint=endpoint,
+                            etag_timeout=timeout(),
+                        )
+                    timings[target] = time.monotonic() - started
+        except BaseException as exc:  # handed to the caller's thread, which raises it
+            failed.append(exc)
+
+    worker = threading.Thread(target=work, name="prefetch-smoke", daemon=True)
     worker.start()
     worker.join(timeout=max(0.0, deadline - time.monotonic()))
-    stopped = None
-    if worker.is_alive():
-        state.stop.set()
-        stopped = TIME_BOUND_REACHED
-        log.warning("smoke prefetch: %s after %.1fs; stopping", TIME_BOUND_REACHED, seconds)
-    with state.lock:
-        if state.error is not None and stopped is None:
-            raise state.error
-        plans = {p.target: p for p in state.plans}
-        done = {k: list(v) for k, v in state.done.items()}
-        in_flight = state.in_flight if stopped else None
-        timings = dict(state.seconds)
+    stop.set()
+    stopped = TIME_BOUND_REACHED if worker.is_alive() else None
+    if failed and stopped is None:
+        raise failed[0]
 
     results = []
     for target in targets:
         plan = plans.get(target)
         if plan is None:
-            results.append(
-                RepoResult.of(target, "smoke", skipped=f"{TIME_BOUND_REACHED} before the repo was listed")
-            )
+            skipped = f"{TIME_BOUND_REACHED} before the repo was listed"
+            results.append(RepoResult.of(target, "smoke", skipped=skipped))
             continue
+        snapshot = _snapshot_dir(cache_dir, target.repo_id or "", plan.commit)
         wanted = plan.metadata_files()
-        fetched = done.get(target.key, [])
-        sizes = {f.name: f.size or 0 for f in wanted}
-        result = RepoResult.of(
-            target,
-            "smoke",
-            commit=plan.commit,
-            files=tuple(fetched),
-            bytes=sum(sizes[f] for f in fetched),
-            seconds=timings.get(target.key, 0.0),
-            files_left=tuple(f.name for f in wanted if f.name not in fetched),
-            snapshot_path=str(_snapshot_dir(cache_dir, plan.target.repo_id or "", plan.commit)),
+        done = [f for f in wanted if Path(f.local_path).is_file()]
+        results.append(
+            RepoResult.of(
+                target,
+                "smoke",
+                commit=plan.commit,
+                files=tuple(f.filename for f in done),
+                bytes=sum(f.file_size or 0 for f in done),
+                seconds=timings.get(target, 0.0),
+                files_left=tuple(f.filename for f in wanted if f not in done),
+                snapshot_path=str(snapshot),
+            )
         )
-        _log_result(log, result)
-        results.append(result)
-    return results, stopped, in_flight
-
-
-def _smoke_worker(
-    state: _SmokeState,
-    targets: Sequence[PrefetchTarget],
-    deadline: float,
-    *,
-    cache_dir: str,
-    token: str | None,
-    endpoint: str,
-) -> None:
-    from huggingface_hub import hf_hub_download
-
-    try:
-        for target in targets:
-            if state.stop.is_set():
-                return
-            timeout = _SMOKE_SLACK_S + max(0.0, deadline - time.monotonic())
-            plan = plan_repo(target, cache_dir=cache_dir, token=token, endpoint=endpoint, timeout=timeout)
-            with state.lock:
-                state.plans.append(plan)
-        with state.lock:
-            plans = list(state.plans)
-        _check_gated(plans, token, endpoint)
-        for plan in plans:
-            key = plan.target.key
-            repo_id = plan.target.repo_id or ""
-            started = time.monotonic()
-            for planned in plan.metadata_files():
-                if state.stop.is_set():
-                    return
-                with state.lock:
-                    state.in_flight = f"{repo_id}/{planned.name}"
-                with _hub_errors(repo_id, plan.commit, endpoint):
-                    hf_hub_download(
-                        repo_id,
-                        planned.name,
-                        revision=plan.commit,
-                        cache_dir=cache_dir,
-                        token=token,
-                        endpoint=endpoint,
-                        etag_timeout=_SMOKE_SLACK_S + max(0.0, deadline - time.monotonic()),
-                    )
-                with state.lock:
-                    state.done.setdefault(key, []).append(planned.name)
-                    state.seconds[key] = time.monotonic() - started
-                    state.in_flight = None
-                log_.debug("smoke: fetched %s/%s", repo_id, planned.name)
-    except BaseException as exc:  # handed to the caller's thread, which raises it
-        with state.lock:
-            state.error = exc
+    return results, stopped

@@ -11,6 +11,10 @@ load from several repos; characters outside ``[A-Za-z0-9_]`` become ``_``): an `
 when the weights were fetched, an ``AssetObservation`` (commit sha, sizes) for a dry run or smoke run. The
 op's output metadata holds the totals. No event, log line or metadata holds the token.
 
+The job's config defaults to a dry run (``dry_run: true``): a full fetch (tens of GB per family) has to be
+asked for with ``dry_run: false``. Without huggingface_hub (the ``[models]`` extra) a run fails with one
+line that names the extra and the install command.
+
 (No ``from __future__ import annotations`` here: Dagster resolves config and resource parameters from real
 annotations.)
 """
@@ -22,6 +26,7 @@ import dagster as dg
 from pydantic import Field
 
 from i2v_dagster.errors import PrefetchError
+from i2v_dagster.extras import MissingExtraError
 from i2v_dagster.prefetch import (
     ALL,
     FAMILIES,
@@ -84,13 +89,20 @@ class PrefetchConfig(dg.Config):
     )
     smoke: bool = Field(
         default=False,
-        description="Fetch only metadata files (configs, tokenizers; no weights) within smoke_seconds.",
+        description=(
+            "Fetch only metadata files (configs, tokenizers; no weights) within smoke_seconds; with "
+            "dry_run: true (the default) it only lists them."
+        ),
     )
     smoke_seconds: float = Field(
         default=20.0, description="Time bound of a smoke run in seconds; it stops and reports what is left."
     )
     dry_run: bool = Field(
-        default=False, description="List the files (and sizes) that would be fetched; fetch nothing."
+        default=True,
+        description=(
+            "List the files (and sizes) that would be fetched; fetch nothing. The default: set it to false "
+            "to fetch."
+        ),
     )
     cache_dir: str | None = Field(
         default=None,
@@ -127,7 +139,6 @@ def _repo_metadata(result: RepoResult, cache_dir: str) -> dict[str, dg.MetadataV
     out=dg.Out(list, description="One summary per repo (no token)."),
 )
 def prefetch_weights(context: dg.OpExecutionContext, config: PrefetchConfig, hf: HuggingFaceResource):
-    cache_dir = resolve_cache_dir(config.cache_dir or hf.cache_dir)
     done: list[RepoResult] = []
 
     def record(result: RepoResult) -> None:
@@ -142,6 +153,7 @@ def prefetch_weights(context: dg.OpExecutionContext, config: PrefetchConfig, hf:
             context.log_event(dg.AssetObservation(asset_key=key, metadata=meta))
 
     try:
+        cache_dir = resolve_cache_dir(config.cache_dir or hf.cache_dir)
         report = hf.prefetch(
             list(config.models),
             cache_dir=cache_dir,
@@ -151,7 +163,7 @@ def prefetch_weights(context: dg.OpExecutionContext, config: PrefetchConfig, hf:
             logger=context.log,
             on_result=record,
         )
-    except (PrefetchError, ValueError) as exc:  # ValueError: an unknown model name, a bad smoke_seconds
+    except (PrefetchError, ValueError, MissingExtraError) as exc:  # ValueError: bad models, smoke_seconds
         raise dg.Failure(
             description=str(exc),
             metadata={"repos_done": dg.MetadataValue.json([r.as_dict() for r in done])},
@@ -163,6 +175,8 @@ def prefetch_weights(context: dg.OpExecutionContext, config: PrefetchConfig, hf:
             config.smoke_seconds,
             report.files_left,
         )
+    if report.mode == "dry_run":
+        context.log.info("dry run: nothing was fetched; run with dry_run: false to fetch these files")
     return dg.Output(
         value=[r.as_dict() for r in report.results],
         metadata={
@@ -183,7 +197,10 @@ def prefetch_weights(context: dg.OpExecutionContext, config: PrefetchConfig, hf:
 
 @dg.job(
     name="prefetch_models",
-    description="Fetch model weights into the Hugging Face cache (dry run and smoke modes in the config).",
+    description=(
+        "Fetch model weights into the Hugging Face cache. Defaults to a dry run that lists files and sizes; "
+        "set dry_run: false to fetch (smoke: true fetches metadata files only)."
+    ),
 )
 def prefetch_job() -> None:
     prefetch_weights()
@@ -194,7 +211,9 @@ smoke_prefetch_schedule = dg.ScheduleDefinition(
     job=prefetch_job,
     cron_schedule="30 5 * * *",
     execution_timezone="UTC",
-    run_config=dg.RunConfig(ops={"prefetch_weights": PrefetchConfig(models=[ALL], smoke=True)}),
+    run_config=dg.RunConfig(
+        ops={"prefetch_weights": PrefetchConfig(models=[ALL], smoke=True, dry_run=False)}  # fetch, not list
+    ),
     tags={"dagster/max_runtime": str(SMOKE_MAX_RUNTIME_S)},
     description="Daily: fetch every family's metadata files (no weights) to check the repos and token work.",
 )

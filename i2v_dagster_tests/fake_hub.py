@@ -1,12 +1,13 @@
 """A tiny local Hugging Face Hub for offline tests (stdlib HTTP server on 127.0.0.1, a free port).
 
-It serves the routes ``huggingface_hub`` uses to list and download a model repo:
+It serves the routes ``huggingface_hub`` uses to list, dry-run and download a model repo (``HfApi.repo_info``,
+then ``snapshot_download``, with or without ``dry_run``):
 
 - ``GET /api/models/{repo}`` and ``GET /api/models/{repo}/revision/{rev}``: model info (``sha``, ``gated``,
-  ``siblings``; sizes, blob ids and LFS data with ``blobs=true``), as ``HfApi.model_info`` reads it;
-- ``GET /api/models/{repo}/tree/{rev}[/{path}]``: the tree listing ``snapshot_download`` reads;
+  ``siblings``);
+- ``GET /api/models/{repo}/tree/{rev}[/{path}]``: the tree listing (sizes, blob ids, LFS data);
 - ``HEAD``/``GET /{repo}/resolve/{rev}/{file}``: the file, with ``X-Repo-Commit``, ``ETag`` (git blob sha1,
-  or sha256 for LFS files), ``Content-Length`` and ``X-Linked-Size``, as ``hf_hub_download`` reads them.
+  or sha256 for LFS files), ``Content-Length`` and ``X-Linked-Size``. A dry run sends only the ``HEAD``.
 
 Errors carry the hub's ``X-Error-Code`` (``RepoNotFound``, ``RevisionNotFound``, ``EntryNotFound``,
 ``GatedRepo``). Like the real hub, a gated repo's info and tree are public while its files answer 401
@@ -81,6 +82,11 @@ class RecordedRequest:
     def is_resolve(self) -> bool:
         return "/resolve/" in self.path and not self.path.startswith("/api/")
 
+    @property
+    def filename(self) -> str:
+        """The file of a resolve request (``unet/config.json``)."""
+        return self.path.split("/resolve/", 1)[1].split("/", 1)[1]
+
 
 def _file_entry(name: str, data: bytes) -> dict:
     entry: dict = {"type": "file", "path": name, "size": len(data), "oid": git_blob_sha1(data)}
@@ -111,6 +117,10 @@ class FakeHub(LoopbackServer):
         with self._lock:
             found = [r for r in self.requests if r.is_resolve]
         return [r for r in found if repo_id is None or r.path.startswith(f"/{repo_id}/resolve/")]
+
+    def downloads(self, repo_id: str | None = None) -> list[RecordedRequest]:
+        """Resolve requests that fetched a file's content (``GET``; a dry run's ``HEAD`` fetches none)."""
+        return [r for r in self.resolve_requests(repo_id) if r.method == "GET"]
 
 
 class _HubHandler(BaseHTTPRequestHandler):
@@ -173,7 +183,7 @@ class _HubHandler(BaseHTTPRequestHandler):
         if not rest or rest[0] == "revision":
             sha = self._commit(repo, rest[1] if len(rest) > 1 else "main")
             if sha is not None:
-                self._json(self._model_info(repo, sha, blobs=_flag(query, "blobs")), head=head)
+                self._json(self._model_info(repo, sha), head=head)
         elif rest[0] == "tree" and len(rest) >= 2:
             sha = self._commit(repo, rest[1])
             if sha is not None:
@@ -181,21 +191,8 @@ class _HubHandler(BaseHTTPRequestHandler):
         else:
             self._error(404, "NotFound", "unknown api route")
 
-    def _model_info(self, repo: FakeRepo, sha: str, *, blobs: bool) -> dict:
-        siblings = []
-        for name, data in sorted(repo.commits[sha].items()):
-            sibling: dict = {"rfilename": name}
-            if blobs:
-                entry = _file_entry(name, data)
-                sibling.update(size=len(data), blobId=entry["oid"])
-                if "lfs" in entry:
-                    lfs = entry["lfs"]
-                    sibling["lfs"] = {
-                        "size": lfs["size"],
-                        "sha256": lfs["oid"],
-                        "pointerSize": lfs["pointerSize"],
-                    }
-            siblings.append(sibling)
+    def _model_info(self, repo: FakeRepo, sha: str) -> dict:
+        siblings = [{"rfilename": name} for name in sorted(repo.commits[sha])]
         return {
             "_id": hashlib.md5(repo.repo_id.encode()).hexdigest()[:24],
             "id": repo.repo_id,

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import importlib.util
 import logging
+import sys
 import time
 import traceback
 from datetime import UTC, datetime
@@ -14,6 +15,7 @@ import pytest
 
 from i2v_dagster import prefetch as pf
 from i2v_dagster.errors import AdapterError, PrefetchError
+from i2v_dagster.extras import MissingExtraError
 from i2v_dagster.models import registry
 from i2v_dagster.models.base import Adapter
 from i2v_dagster_tests.fake_hub import FakeHub, FakeRepo
@@ -24,6 +26,10 @@ if (
     pytest.skip("needs huggingface_hub (the [models] extra)", allow_module_level=True)
 
 SECRET = "hf_test_SECRET_4f9c2a7e1b"
+MISSING_HUB = (
+    "prefetch needs huggingface_hub, which comes with the [models] extra: "
+    "pip install -c constraints.txt -e '.[models]'"
+)
 
 
 # ------------------------------------------------------------------------------------------ fake repos
@@ -183,7 +189,7 @@ def test_dry_run_lists_files_and_sizes_and_downloads_nothing(hub, cache):
 
     plans = pf.plan_prefetch(["tinypipe"], cache_dir=cache, endpoint=hub.url)
     assert [p.target.repo_id for p in plans] == ["test-org/tiny-pipe"]
-    assert {f.name: f.size for f in plans[0].files} == {n: sizes[n] for n in PIPE_ALLOWED}
+    assert {f.filename: f.file_size for f in plans[0].files} == {n: sizes[n] for n in PIPE_ALLOWED}
     assert plans[0].commit == repo.head
 
     report = pf.prefetch(["tinypipe"], dry_run=True, cache_dir=cache, endpoint=hub.url)
@@ -191,9 +197,15 @@ def test_dry_run_lists_files_and_sizes_and_downloads_nothing(hub, cache):
     assert result.mode == "dry_run" and result.commit == repo.head
     assert set(result.files) == PIPE_ALLOWED
     assert result.bytes == report.bytes == sum(sizes[n] for n in PIPE_ALLOWED)
+    assert result.cached_files == 0
     assert "would fetch 8 files" in report.summary()
-    assert cached_files(cache) == []
-    assert hub.resolve_requests() == []
+    assert cached_files(cache) == [], "a dry run writes nothing, not even a ref"
+    assert hub.downloads() == []
+    assert {r.filename for r in hub.resolve_requests()} == PIPE_ALLOWED  # the hub was asked about each file
+
+    smoke = pf.prefetch(["tinypipe"], dry_run=True, smoke=True, cache_dir=cache, endpoint=hub.url)
+    assert smoke.mode == "dry_run" and set(smoke.results[0].files) == PIPE_METADATA
+    assert hub.downloads() == []
 
 
 def test_smoke_fetches_metadata_files_only(hub, cache):
@@ -205,8 +217,8 @@ def test_smoke_fetches_metadata_files_only(hub, cache):
     fetched = snapshot_files(cache, "test-org/tiny-pipe", pipe_repo().head)
     assert set(fetched) == PIPE_METADATA
     assert fetched["tokenizer/vocab.txt"] == b"a\nb\nc\n"
-    requested = {r.path.rsplit("/resolve/", 1)[1].split("/", 1)[1] for r in hub.resolve_requests()}
-    assert requested == PIPE_METADATA
+    assert {r.filename for r in hub.downloads()} == PIPE_METADATA
+    assert {r.filename for r in hub.resolve_requests()} == PIPE_ALLOWED  # the plan's HEADs, weights included
 
 
 def test_smoke_stops_cleanly_at_its_time_bound(hub, cache):
@@ -219,6 +231,7 @@ def test_smoke_stops_cleanly_at_its_time_bound(hub, cache):
     assert report.stopped == pf.TIME_BOUND_REACHED
     assert "time bound reached" in report.summary()
     (result,) = report.results
+    assert result.commit == pipe_repo().head  # the repo was planned before the bound
     assert result.files_left, "a bound this small cannot fetch every metadata file"
     assert set(result.files) | set(result.files_left) == PIPE_METADATA
     assert not set(result.files) & set(result.files_left)
@@ -246,11 +259,13 @@ def test_full_fetch_honours_allow_patterns(hub, cache):
     }
     assert result.bytes == sum(len(repo.commits[repo.head][n]) for n in PIPE_ALLOWED)
     assert not [f for f in cached_files(cache) if f.endswith(("README.md", "full_checkpoint.safetensors"))]
-    assert not [
-        r for r in hub.resolve_requests() if r.path.endswith(("README.md", "full_checkpoint.safetensors"))
-    ]
+    assert not {r.filename for r in hub.resolve_requests()} & {"README.md", "full_checkpoint.safetensors"}
     ref = cache / "models--test-org--tiny-pipe" / "refs" / "main"
     assert ref.read_text() == repo.head  # what a loader reading revision "main" offline needs
+
+    downloads = len(hub.downloads())
+    again = pf.prefetch(["tinypipe"], dry_run=True, cache_dir=cache, endpoint=hub.url).results[0]
+    assert again.cached_files == len(PIPE_ALLOWED) and len(hub.downloads()) == downloads
 
 
 def test_full_fetch_pins_the_adapters_revision(hub, cache):
@@ -274,7 +289,7 @@ def test_gated_repo_without_token_fails_before_downloading(hub, cache):
     message = str(info.value)
     assert "gated-org/tiny-gated is a gated repo" in message
     assert "HF_TOKEN" in message and "accepted the model's terms" in message
-    assert hub.resolve_requests() == [], "nothing is downloaded once a gated repo lacks a token"
+    assert hub.downloads() == [], "nothing is downloaded once a gated repo lacks a token"
     assert cached_files(cache) == []
 
 
@@ -296,6 +311,32 @@ def test_adapter_without_repo_is_skipped_with_a_reason(hub, cache):
     assert not report.complete
 
 
+@pytest.mark.parametrize(
+    ("models", "options", "field"),
+    [
+        ([], {}, "`models` is empty"),
+        (["tinypipe", "fluxx"], {}, "`models` has 'fluxx'"),
+        (["tinypipe"], {"smoke": True, "smoke_seconds": 0}, "`smoke_seconds` has to be a number greater"),
+        (["tinypipe"], {"smoke": True, "smoke_seconds": float("inf")}, "`smoke_seconds`"),
+        (["tinypipe"], {"smoke": True, "smoke_seconds": float("nan")}, "`smoke_seconds`"),
+    ],
+)
+def test_bad_input_names_the_field(hub, cache, models, options, field):
+    with pytest.raises(ValueError) as info:
+        pf.prefetch(models, cache_dir=cache, endpoint=hub.url, **options)
+    assert field in str(info.value) and "\n" not in str(info.value)
+    assert hub.requests == []
+
+
+def test_without_huggingface_hub_prefetch_fails_with_one_line(families, monkeypatch, cache):
+    monkeypatch.setitem(sys.modules, "huggingface_hub", None)  # `import huggingface_hub` now fails
+    with pytest.raises(MissingExtraError) as info:
+        pf.prefetch(["tinypipe"], dry_run=True, cache_dir=cache)
+    assert str(info.value) == MISSING_HUB
+    with pytest.raises(MissingExtraError, match=r"\[models\] extra"):
+        pf.plan_prefetch(["tinypipe"], cache_dir=cache)
+
+
 def test_offline_mode_is_refused_with_the_setting_named(online, families, monkeypatch, cache):
     from huggingface_hub import constants as hf_constants
 
@@ -313,14 +354,16 @@ def test_job_config_defaults_and_daily_smoke_schedule():
         "models": ["all"],
         "smoke": False,
         "smoke_seconds": 20.0,
-        "dry_run": False,
+        "dry_run": True,  # one click never fetches every family's weights
         "cache_dir": None,
     }
+    assert "dry run" in prefetch_job.description and "dry_run: false" in prefetch_job.description
 
     context = dg.build_schedule_context(scheduled_execution_time=datetime(2026, 11, 23, 5, 30, tzinfo=UTC))
     (request,) = smoke_prefetch_schedule.evaluate_tick(context).run_requests
     config = dg.validate_run_config(prefetch_job, request.run_config)["ops"]["prefetch_weights"]["config"]
     assert config["smoke"] is True and config["models"] == ["all"] and config["smoke_seconds"] == 20.0
+    assert config["dry_run"] is False  # the daily run really fetches the metadata files
     assert smoke_prefetch_schedule.cron_schedule == "30 5 * * *"
     assert smoke_prefetch_schedule.job_name == "prefetch_models" == prefetch_job.name
 
@@ -360,7 +403,7 @@ def test_job_fetches_gated_repo_with_env_token_and_never_records_it(
     assert SECRET not in repr(resource)
     gated = gated_repo()
 
-    result = _run_job({"models": ["tinygated", "tinypipe"]}, resource, instance)
+    result = _run_job({"models": ["tinygated", "tinypipe"], "dry_run": False}, resource, instance)
     assert result.success
     records = instance.all_logs(result.run_id)
     stored_run = instance.get_run_by_id(result.run_id)
@@ -410,7 +453,7 @@ def test_job_runs_public_repos_without_hf_token(hub, cache, instance):
     # ... so hf_resource() wires the EnvVar in only when HF_TOKEN is set
     resource = hf_resource(cache_dir=str(cache), endpoint=hub.url)
     assert resource.token is None
-    result = _run_job({"models": ["tinypipe"], "smoke": True}, resource, instance)
+    result = _run_job({"models": ["tinypipe"], "smoke": True, "dry_run": False}, resource, instance)
     assert result.success
     assert result.asset_materializations_for_node("prefetch_weights") == []  # smoke fetches no weights
     observations = [e for e in result.all_events if e.event_type_value == "ASSET_OBSERVATION"]
@@ -418,7 +461,32 @@ def test_job_runs_public_repos_without_hf_token(hub, cache, instance):
         "model_weights/tiny_pipe/tiny_pipe"
     ]
     assert {r.authorization for r in hub.resolve_requests()} == {None}
+    assert {r.filename for r in hub.downloads()} == PIPE_METADATA
     assert not [f for f in cached_files(cache) if f.endswith(".safetensors")]
+
+
+def test_job_default_is_a_dry_run(hub, cache, instance):
+    from i2v_dagster.prefetch_defs import hf_resource
+
+    result = _run_job({"models": ["tinypipe"]}, hf_resource(cache_dir=str(cache), endpoint=hub.url), instance)
+    assert result.success
+    output = next(e for e in result.all_events if e.event_type_value == "STEP_OUTPUT")
+    assert output.event_specific_data.metadata["mode"].value == "dry_run"
+    assert output.event_specific_data.metadata["files"].value == len(PIPE_ALLOWED)
+    assert hub.downloads() == [] and cached_files(cache) == []
+    assert result.asset_materializations_for_node("prefetch_weights") == []
+
+
+def test_job_without_huggingface_hub_fails_with_one_line(families, monkeypatch, instance):
+    from i2v_dagster.prefetch_defs import HuggingFaceResource
+
+    monkeypatch.setitem(sys.modules, "huggingface_hub", None)
+    result = _run_job({"models": ["tinypipe"]}, HuggingFaceResource(), instance)
+    assert not result.success
+    failure = next(e for e in result.all_events if e.event_type_value == "STEP_FAILURE")
+    message = failure.event_specific_data.error.message.strip()
+    assert message.endswith(f": {MISSING_HUB}") and "\n" not in message, message
+    assert "No module named" not in str(failure.event_specific_data.error.to_string())
 
 
 def test_job_fails_with_the_gated_message_when_no_token(hub, instance):

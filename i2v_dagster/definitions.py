@@ -11,10 +11,10 @@ from i2v_dagster.defs.bundle import bundle
 from i2v_dagster.defs.clips import clip, clips, clips_checks
 from i2v_dagster.defs.jobs import render_video
 from i2v_dagster.defs.outputs import OutputsResource
+from i2v_dagster.defs.prefetch import hf_resource, prefetch_job, smoke_prefetch_schedule
 from i2v_dagster.defs.residency import ModelResidency
 from i2v_dagster.defs.stitch import stitched_checks, stitched_video
 from i2v_dagster.defs.story import keyframes, narration, script
-from i2v_dagster.prefetch_defs import hf_resource, prefetch_job, smoke_prefetch_schedule
 
 defs = dg.Definitions(
     assets=[script, narration, keyframes, clips, clip, stitched_video, bundle],

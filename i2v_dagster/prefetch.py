@@ -291,11 +291,12 @@ def _hub_errors(repo_id: str, revision: str, endpoint: str) -> Iterator[None]:
 
 
 def resolve_cache_dir(cache_dir: str | os.PathLike | None) -> str:
-    """The absolute cache folder: ``cache_dir``, else huggingface_hub's HF_HUB_CACHE."""
-    _require_hub()
-    from huggingface_hub import constants
+    """The absolute cache folder: ``cache_dir``, else the environment's (:mod:`i2v_dagster.hfcache`); it is
+    passed to huggingface_hub explicitly, so the library and the adapters agree on it."""
+    from i2v_dagster.hfcache import hub_cache_dir
 
-    return str(Path(cache_dir if cache_dir is not None else constants.HF_HUB_CACHE).expanduser().resolve())
+    _require_hub()
+    return str(hub_cache_dir(cache_dir).resolve())
 
 
 def _setup(

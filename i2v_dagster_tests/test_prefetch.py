@@ -347,7 +347,7 @@ def test_offline_mode_is_refused_with_the_setting_named(online, families, monkey
 
 # ------------------------------------------------------------------------------------------------- Dagster
 def test_job_config_defaults_and_daily_smoke_schedule():
-    from i2v_dagster.prefetch_defs import hf_resource, prefetch_job, smoke_prefetch_schedule
+    from i2v_dagster.defs.prefetch import hf_resource, prefetch_job, smoke_prefetch_schedule
 
     defaults = dg.validate_run_config(prefetch_job, {})["ops"]["prefetch_weights"]["config"]
     assert defaults == {
@@ -382,7 +382,7 @@ def instance(tmp_path):
 
 
 def _run_job(run_config: dict, resource, instance):
-    from i2v_dagster.prefetch_defs import prefetch_job
+    from i2v_dagster.defs.prefetch import prefetch_job
 
     return prefetch_job.execute_in_process(
         run_config={"ops": {"prefetch_weights": {"config": run_config}}},
@@ -395,7 +395,7 @@ def _run_job(run_config: dict, resource, instance):
 def test_job_fetches_gated_repo_with_env_token_and_never_records_it(
     hub, cache, instance, tmp_path, monkeypatch, caplog, capfd
 ):
-    from i2v_dagster.prefetch_defs import hf_resource
+    from i2v_dagster.defs.prefetch import hf_resource
 
     caplog.set_level(logging.DEBUG)
     monkeypatch.setenv("HF_TOKEN", SECRET)
@@ -444,7 +444,7 @@ def test_job_fetches_gated_repo_with_env_token_and_never_records_it(
 
 
 def test_job_runs_public_repos_without_hf_token(hub, cache, instance):
-    from i2v_dagster.prefetch_defs import HuggingFaceResource, hf_resource
+    from i2v_dagster.defs.prefetch import HuggingFaceResource, hf_resource
 
     # Dagster refuses to launch a run whose EnvVar is unset, even for an optional field ...
     bare = HuggingFaceResource(token=dg.EnvVar("HF_TOKEN"), cache_dir=str(cache), endpoint=hub.url)
@@ -466,7 +466,7 @@ def test_job_runs_public_repos_without_hf_token(hub, cache, instance):
 
 
 def test_job_default_is_a_dry_run(hub, cache, instance):
-    from i2v_dagster.prefetch_defs import hf_resource
+    from i2v_dagster.defs.prefetch import hf_resource
 
     result = _run_job({"models": ["tinypipe"]}, hf_resource(cache_dir=str(cache), endpoint=hub.url), instance)
     assert result.success
@@ -478,7 +478,7 @@ def test_job_default_is_a_dry_run(hub, cache, instance):
 
 
 def test_job_without_huggingface_hub_fails_with_one_line(families, monkeypatch, instance):
-    from i2v_dagster.prefetch_defs import HuggingFaceResource
+    from i2v_dagster.defs.prefetch import HuggingFaceResource
 
     monkeypatch.setitem(sys.modules, "huggingface_hub", None)
     result = _run_job({"models": ["tinypipe"]}, HuggingFaceResource(), instance)
@@ -490,7 +490,7 @@ def test_job_without_huggingface_hub_fails_with_one_line(families, monkeypatch, 
 
 
 def test_job_fails_with_the_gated_message_when_no_token(hub, instance):
-    from i2v_dagster.prefetch_defs import hf_resource
+    from i2v_dagster.defs.prefetch import hf_resource
 
     result = _run_job({"models": ["tinygated"], "dry_run": True}, hf_resource(endpoint=hub.url), instance)
     assert not result.success

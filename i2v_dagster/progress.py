@@ -20,8 +20,9 @@ def format_seconds(seconds: float | None) -> str:
 class Progress:
     """Counts clips and steps; estimates what is left from the average step and clip so far.
 
-    ``should_report`` throttles per-step lines to one every ``every_s`` seconds (the first and last step of
-    a clip always report), so a fast model does not flood the event log.
+    ``should_report`` throttles per-step lines to one every ``every_s`` seconds (counted from the clip's
+    start), so a model with slow steps reports each one and a fast one does not flood the event log (each
+    clip's line when it is done says its steps).
     """
 
     total_clips: int
@@ -34,7 +35,7 @@ class Progress:
     _last_report: float = 0.0
 
     def start_clip(self) -> None:
-        self._clip_started = time.monotonic()
+        self._clip_started = self._last_report = time.monotonic()
 
     def end_clip(self) -> None:
         if self._clip_started is not None:
@@ -70,7 +71,7 @@ class Progress:
 
     def should_report(self, step: int, total_steps: int) -> bool:
         now = time.monotonic()
-        if step in (1, total_steps) or now - self._last_report >= self.every_s:
+        if now - self._last_report >= self.every_s:
             self._last_report = now
             return True
         return False

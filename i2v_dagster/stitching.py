@@ -21,6 +21,7 @@ import numpy as np
 from i2v_dagster.errors import MediaError
 from i2v_dagster.fsutil import scratch_path, sha256_file
 from i2v_dagster.planning import Timeline
+from i2v_dagster.render import encoder_for
 from i2v_dagster.state import VideoState, load_rgb
 from i2v_dagster.verify import CheckOutcome
 from i2v_dagster.video_checks import clip_records, sync_outcome
@@ -104,7 +105,8 @@ def stitch_video(state: VideoState, *, narration_sha256: str | None = None) -> S
     files, records = verified_clips(state, timeline)
     audio = narration_for(state, narration_sha256)
     with scratch_path(paths.final) as tmp:
-        copy = concat(files, tmp, fps=spec.fps, audio=audio, check_decodes=False)
+        fast = encoder_for(spec)[0] in ("ultrafast", "superfast")
+        copy = concat(files, tmp, fps=spec.fps, audio=audio, check_decodes=False, fast_audio=fast)
         info = probe(tmp)
         video = info.video
         if video is None:

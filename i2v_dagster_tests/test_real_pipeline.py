@@ -92,7 +92,7 @@ def test_real_adapters_render_a_video_with_narration(tiny_models, tmp_path):
         flux_unloaded = next(i for i, m in enumerate(messages) if "unloaded model flux_schnell" in m)
         wan_loading = next(i for i, m in enumerate(messages) if "loading model wan22_ti2v_5b" in m)
         assert flux_unloaded < wan_loading
-        assert any("step 2 of 2" in m for m in messages)  # denoising progress reached the log
+        assert any("2 steps" in m and "ETA" in m for m in messages)  # denoising progress reached the log
         from i2v_dagster.defs.storage import check_evaluations
 
         evaluations = {

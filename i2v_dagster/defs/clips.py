@@ -147,7 +147,7 @@ def clips(
             context.log.info(
                 progress.clip_line(
                     plan.key,
-                    f"done: {made.record['frames']} frames, generated in "
+                    f"done: {made.record['frames']} frames, {made.record['steps']} steps, generated in "
                     f"{made.record['seconds_generate']:.2f} s, encoded and checked in "
                     f"{made.record['seconds_write']:.2f} s",
                 )

@@ -101,7 +101,10 @@ def narration(
                 durations.append(len(samples) / rate)
                 write_wav(paths.scene_audio(i), samples, rate)
                 padded.append(pad_to(samples, rate, scene_frames(durations[-1], fps) / fps))
-                context.log.info("narration: scene %d is %.2f s", i, durations[-1])
+    if not spec.silent:
+        context.log.info(
+            "narration: %d scenes, %s s", len(durations), ", ".join(f"{d:.2f}" for d in durations)
+        )
     timeline = plan_timeline(
         durations,
         fps=fps,
@@ -159,7 +162,9 @@ def keyframes(
             save_png_atomic(image.image, paths.keyframe(i))
             prompts.append(prompt)
             files.append(paths.rel(paths.keyframe(i)))
-            context.log.info("keyframe %d: %.2f s, seed %d", i, seconds[-1], spec.seed)
+        context.log.info(
+            "keyframes: %d in %.2f s, seed %d", len(files), time.monotonic() - started, spec.seed
+        )
         model_id = model.model_id
     return dg.MaterializeResult(
         metadata={

@@ -36,7 +36,10 @@ def x264_args(preset: str = DEFAULT_PRESET, crf: int = DEFAULT_CRF) -> list[str]
     ]  # fmt: skip
 
 
-AUDIO_ARGS = ["-c:a", "aac", "-b:a", "160k", "-ar", "48000", "-ac", "1", "-flags:a", "+bitexact"]
+AUDIO_ARGS = ["-c:a", "aac", "-b:a", "160k", "-ac", "1", "-flags:a", "+bitexact"]
+"""Narration as AAC at its own sample rate (no resampling)."""
+FAST_AUDIO_ARGS = ["-c:a", "aac", "-aac_coder", "fast", "-b:a", "96k", "-ac", "1", "-flags:a", "+bitexact"]
+"""The fast search of FFmpeg's AAC encoder: about twice as fast, for mock runs."""
 
 
 @dataclass(frozen=True)
@@ -258,7 +261,13 @@ def verify_decodes(path: str | Path) -> None:
 
 
 def concat(
-    clips: list[Path], out: str | Path, *, fps: int, audio: Path | None = None, check_decodes: bool = True
+    clips: list[Path],
+    out: str | Path,
+    *,
+    fps: int,
+    audio: Path | None = None,
+    check_decodes: bool = True,
+    fast_audio: bool = False,
 ) -> bool:
     """Concatenate ``clips`` into ``out`` (written in place: give a scratch path) by stream copy when they
     share codec parameters, else re-encoded; mux ``audio`` as AAC. Returns whether it was a stream copy.
@@ -280,7 +289,8 @@ def concat(
         if audio is not None:
             if not Path(audio).is_file():
                 raise MediaError(f"narration file not found: {audio}")
-            args += ["-i", str(audio), "-map", "0:v:0", "-map", "1:a:0", *video_args, *AUDIO_ARGS]
+            audio_args = FAST_AUDIO_ARGS if fast_audio else AUDIO_ARGS
+            args += ["-i", str(audio), "-map", "0:v:0", "-map", "1:a:0", *video_args, *audio_args]
         else:
             args += ["-map", "0:v:0", *video_args]
         try:

@@ -63,22 +63,15 @@ BOX = 2
 def half_luma(frame: np.ndarray) -> np.ndarray:
     """Luma (levels 0..255, float32) of one (H, W, 3) uint8 frame, averaged over 2x2 blocks.
 
-    The block sums stay in uint16 and the luma weights are applied once per block: several times faster than
-    converting the whole frame to float first.
+    Pillow does it in C: its "L" conversion is the same Rec. 601 luma (rounded to whole levels) and its
+    ``reduce`` a box average; several times faster than the same arithmetic in numpy.
     """
-    h, w = frame.shape[0] // BOX * BOX, frame.shape[1] // BOX * BOX
-    if h == 0 or w == 0:
-        return luma(frame)
-    cut = frame[:h, :w]
-    acc = cut[0::2, 0::2].astype(np.uint16)
-    acc += cut[1::2, 0::2]
-    acc += cut[0::2, 1::2]
-    acc += cut[1::2, 1::2]
-    weights = LUMA_WEIGHTS / (BOX * BOX)
-    out = acc[..., 0] * weights[0]
-    out += acc[..., 1] * weights[1]
-    out += acc[..., 2] * weights[2]
-    return out
+    from PIL import Image
+
+    image = Image.fromarray(np.ascontiguousarray(frame), "RGB").convert("L")
+    if image.width >= BOX and image.height >= BOX:
+        image = image.reduce(BOX)
+    return np.asarray(image, dtype=np.float32)
 
 
 def frame_diff(a: np.ndarray, b: np.ndarray) -> float:
@@ -94,7 +87,7 @@ class ClipMeasures:
     luma: np.ndarray
     """(T, H/2, W/2) float32: half-resolution luma of every frame."""
     channel_std: np.ndarray
-    """(T,) the largest per-channel spatial standard deviation of each frame (every 4th pixel)."""
+    """(T,) the largest per-channel spatial standard deviation of each frame (every 8th pixel each way)."""
 
     @classmethod
     def of(cls, frames: np.ndarray) -> ClipMeasures:
@@ -103,7 +96,7 @@ class ClipMeasures:
         stds = np.empty(frames.shape[0], dtype=np.float64)
         for t, frame in enumerate(frames):
             small[t] = half_luma(frame)
-            stds[t] = float(frame[::4, ::4].reshape(-1, 3).std(axis=0, dtype=np.float32).max())
+            stds[t] = float(frame[::8, ::8].reshape(-1, 3).std(axis=0, dtype=np.float32).max())
         return cls(luma=small, channel_std=stds)
 
     @property

@@ -2,7 +2,7 @@
 
 Times, each as the median of ``--repeat`` runs in one process: the mock model's drawing, the H.264 encode
 at the preset the pipeline uses for the mock, the two lossless PNGs, the probe of the encoded file, and the
-per-clip checks. ``--tree PATH`` runs the same measurements against another checkout of this project (a
+per-clip checks; and colour correction (off by default in a spec). ``--tree PATH`` runs the same measurements against another checkout of this project (a
 ``git worktree`` of an earlier commit), in a subprocess, so one run prints both columns.
 
     python benchmarks/bench_components.py [--repeat 7] [--tree /tmp/i2v-before]
@@ -65,6 +65,8 @@ with tempfile.TemporaryDirectory() as tmp:
         "probe": timed(lambda: probe(clip)),
         "per-clip checks": timed(lambda: checks(frames)),
     }
+    from i2v_dagster.verify.color import match_color
+    result["colour correction"] = timed(lambda: match_color(frames, reference))
 print(json.dumps(result))
 """
 

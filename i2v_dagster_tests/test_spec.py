@@ -117,15 +117,6 @@ def test_every_field_has_a_description_and_dagster_sees_it():
     assert fields["fps"].description == JobSpec.model_fields["fps"].description
 
 
-def test_spec_imports_without_dagster():
-    import subprocess
-    import sys
-
-    code = "import sys, i2v_dagster.spec, i2v_dagster.specfile; print('dagster' in sys.modules)"
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
-    assert out.strip() == "False"
-
-
 def test_registry_and_spec_name_the_same_adapters():
     from typing import get_args
 

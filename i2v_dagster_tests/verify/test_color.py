@@ -1,7 +1,5 @@
 from __future__ import annotations
 
-import time
-
 import numpy as np
 
 from i2v_dagster.verify.color import match_color
@@ -35,12 +33,3 @@ def test_correcting_to_the_first_reference_does_not_compound():
     assert raw[2] > 12.0
     assert all(f < r for f, r in zip(fixed[1:], raw[1:], strict=True))
     assert max(fixed) < 6.0
-
-
-def test_fast_enough_for_a_full_clip():
-    rng = np.random.default_rng(0)
-    frames = rng.integers(0, 256, size=(49, 480, 720, 3), dtype=np.uint8)
-    # CPU time, not wall time, so other work on a shared machine does not make this flaky.
-    started = time.process_time()
-    match_color(frames, frames[0])
-    assert time.process_time() - started < 3.0  # about 0.7 s here

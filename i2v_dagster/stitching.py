@@ -97,7 +97,7 @@ def stitch_video(state: VideoState, *, narration_sha256: str | None = None) -> S
     """Check the inputs, stitch to a scratch file, check it, rename it over the final."""
     from i2v_dagster.media.audio import wav_duration
     from i2v_dagster.media.video import concat, probe
-    from i2v_dagster.verify.delivery import check_shape
+    from i2v_dagster.verify.delivery import Shape, check_shape
 
     spec, paths = state.spec, state.paths
     timeline = state.timeline()
@@ -120,14 +120,8 @@ def stitch_video(state: VideoState, *, narration_sha256: str | None = None) -> S
                 narration_s=wav_duration(audio) if audio is not None else None,
             ),
             check_shape(
-                num_frames=video.frames,
-                fps=video.fps,
-                width=video.width,
-                height=video.height,
-                planned_frames=timeline.total_frames,
-                planned_fps=spec.fps,
-                planned_width=spec.width,
-                planned_height=spec.height,
+                Shape(video.frames, video.fps, video.width, video.height),
+                Shape(timeline.total_frames, spec.fps, spec.width, spec.height),
             ),
         ]
         failed = [o for o in outcomes if not o.passed]

@@ -43,9 +43,7 @@ def top_level_imports(path: Path) -> set[str]:
             elif isinstance(node, ast.If) and not _type_checking(node):
                 visit(node.body)
                 visit(node.orelse)
-            elif isinstance(node, ast.Try):
-                visit(node.body)
-            elif isinstance(node, ast.ClassDef):
+            elif isinstance(node, ast.Try | ast.ClassDef):
                 visit(node.body)
 
     visit(ast.parse(path.read_text(encoding="utf-8")).body)

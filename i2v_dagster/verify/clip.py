@@ -16,22 +16,12 @@ import numpy as np
 
 from i2v_dagster.verify.broken import check_broken_frames
 from i2v_dagster.verify.continuity import ColorStats, check_color_drift
-from i2v_dagster.verify.delivery import check_shape
+from i2v_dagster.verify.delivery import Shape, check_shape
 from i2v_dagster.verify.frames import ClipMeasures
 from i2v_dagster.verify.motion import check_motion
 from i2v_dagster.verify.outcome import CheckOutcome, rounded
 
 CLIP_CHECKS = ("shape", "broken_frames", "motion", "color_drift")
-
-
-@dataclass(frozen=True)
-class Shape:
-    """Frame count, frame rate and size: as planned, or as found in an encoded file."""
-
-    frames: int
-    fps: float
-    width: int
-    height: int
 
 
 @dataclass(frozen=True)
@@ -84,16 +74,7 @@ def clip_outcomes(
     measures = measures if measures is not None else ClipMeasures.of(frames)
     motion = check_motion(measures, min_motion=thresholds.min_motion)
     outcomes = [
-        check_shape(
-            num_frames=encoded.frames,
-            fps=encoded.fps,
-            width=encoded.width,
-            height=encoded.height,
-            planned_frames=planned.frames,
-            planned_fps=planned.fps,
-            planned_width=planned.width,
-            planned_height=planned.height,
-        ),
+        check_shape(encoded, planned),
         check_broken_frames(measures, nan_frames=nan_frames, max_frozen_frames=thresholds.max_frozen_frames),
         motion,
         check_color_drift(frames, reference, max_color_drift=thresholds.max_color_drift),

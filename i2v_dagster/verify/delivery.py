@@ -5,6 +5,8 @@ Inputs are plain numbers and bools (the caller probes the files), so these check
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 from i2v_dagster.verify.outcome import CheckOutcome
 
 FPS_TOLERANCE = 0.01
@@ -72,19 +74,21 @@ def check_sync(
     )
 
 
-def check_shape(
-    *,
-    num_frames: int,
-    fps: float,
-    width: int,
-    height: int,
-    planned_frames: int,
-    planned_fps: float,
-    planned_width: int,
-    planned_height: int,
-    name: str = "shape",
-) -> CheckOutcome:
-    """A clip's frame count, fps, width and height against the plan; value = number of mismatches."""
+@dataclass(frozen=True)
+class Shape:
+    """Frame count, frame rate and size: as planned, or as found in an encoded file."""
+
+    frames: int
+    fps: float
+    width: int
+    height: int
+
+
+def check_shape(actual: Shape, planned: Shape, *, name: str = "shape") -> CheckOutcome:
+    """A clip's (or video's) frame count, fps, width and height against the plan; value = mismatches."""
+    num_frames, fps, width, height = actual.frames, actual.fps, actual.width, actual.height
+    planned_frames, planned_fps = planned.frames, planned.fps
+    planned_width, planned_height = planned.width, planned.height
     fields = {
         "frames": (int(num_frames), int(planned_frames)),
         "fps": (float(fps), float(planned_fps)),

@@ -2,7 +2,7 @@ from __future__ import annotations
 
 import pytest
 
-from i2v_dagster.verify.delivery import check_shape, check_sync
+from i2v_dagster.verify.delivery import Shape, check_shape, check_sync
 
 
 def test_sync_within_one_frame_passes():
@@ -47,31 +47,13 @@ def test_missing_video_stream_fails():
 
 
 def test_shape_as_planned_passes():
-    outcome = check_shape(
-        num_frames=49,
-        fps=8,
-        width=720,
-        height=480,
-        planned_frames=49,
-        planned_fps=8,
-        planned_width=720,
-        planned_height=480,
-    )
+    outcome = check_shape(Shape(49, 8, 720, 480), Shape(49, 8, 720, 480))
     assert outcome.passed
     assert outcome.value == 0
 
 
 def test_wrong_frame_count_fails():
-    outcome = check_shape(
-        num_frames=48,
-        fps=8.0,
-        width=720,
-        height=480,
-        planned_frames=49,
-        planned_fps=8,
-        planned_width=720,
-        planned_height=480,
-    )
+    outcome = check_shape(Shape(48, 8.0, 720, 480), Shape(49, 8, 720, 480))
     assert not outcome.passed
     assert outcome.details["mismatched"] == ["frames"]
     assert outcome.details["actual"]["frames"] == 48 and outcome.details["planned"]["frames"] == 49

@@ -1,9 +1,10 @@
 """Seconds per clip of each part of making one mock clip (48 kept frames, 720x480), old code against new.
 
 Times, each as the median of ``--repeat`` runs in one process: the mock model's drawing, the H.264 encode
-at the preset the pipeline uses for the mock, the two lossless PNGs, the probe of the encoded file, and the
-per-clip checks; and colour correction (off by default in a spec). ``--tree PATH`` runs the same measurements against another checkout of this project (a
-``git worktree`` of an earlier commit), in a subprocess, so one run prints both columns.
+at the preset the pipeline uses for the mock, the two lossless PNGs, the probe of the encoded file, the
+per-clip checks, and colour correction (off by default in a spec). ``--tree PATH`` runs the same
+measurements against another checkout of this project (a ``git worktree`` of an earlier commit), in a
+subprocess, so one run prints both columns.
 
     python benchmarks/bench_components.py [--repeat 7] [--tree /tmp/i2v-before]
 """

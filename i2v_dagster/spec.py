@@ -256,6 +256,18 @@ class JobSpec(SpecModel):
     color_correction: bool = Field(
         False, description="Match each clip's colours to the first clip's reference."
     )
+    max_attempts: int = Field(
+        2,
+        ge=1,
+        le=10,
+        description="Tries per clip: a clip whose blocking checks (broken frames, motion, seam) fail is made "
+        "again with the next derived seed, up to this many times; the run fails when they run out.",
+    )
+    dry_run: bool = Field(
+        False,
+        description="Validate and plan with the adapters named here, then render with the mock adapters "
+        "(no model loads): a quick rehearsal of a real job.",
+    )
     encoder: Encoder = Field(default_factory=Encoder, description="H.264 settings of the clips.")
     models: Models = Field(default_factory=Models, description="Adapter per role.")
     checks: Checks = Field(default_factory=Checks, description="Asset check thresholds.")

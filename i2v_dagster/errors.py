@@ -9,6 +9,7 @@ Hierarchy (each also subclasses the fitting builtin, so callers may catch either
     ├── MediaError(RuntimeError)         a media file is missing, corrupt or not what was planned
     │   └── FFmpegError                  FFmpeg/ffprobe failed; carries the tail of its stderr
     ├── ClipTimeoutError(TimeoutError)   a clip or the run went over its time limit
+    ├── ClipRejectedError(RuntimeError)  every attempt at a clip failed its blocking checks
     ├── ScriptWriterError(RuntimeError)  the script writer (e.g. Ollama) is unreachable or answered badly
     ├── ScorerUnavailableError(RuntimeError)  a scorer has no weights; no score is made up
     └── PrefetchError(RuntimeError)      weight prefetch failed (gated repo without a token, ...)
@@ -53,6 +54,15 @@ class ClipTimeoutError(I2VError, TimeoutError):
     def __init__(self, message: str, *, limit_s: float = 0.0, elapsed_s: float = 0.0) -> None:
         self.limit_s = limit_s
         self.elapsed_s = elapsed_s
+        super().__init__(message)
+
+
+class ClipRejectedError(I2VError, RuntimeError):
+    """Every attempt at a clip failed its blocking checks; ``attempts`` holds each one's seed and checks."""
+
+    def __init__(self, message: str, *, clip: str = "", attempts: list | None = None) -> None:
+        self.clip = clip
+        self.attempts = list(attempts or [])
         super().__init__(message)
 
 

@@ -40,6 +40,12 @@ class VideoPaths:
     def scene_audio(self, scene: int) -> Path:
         return self.root / "narration" / f"scene_{clip_id(scene)}.wav"
 
+    def scene_audio_record(self, scene: int) -> Path:
+        return self.root / "narration" / f"scene_{clip_id(scene)}.json"
+
+    def keyframe_record(self, scene: int) -> Path:
+        return self.root / "keyframes" / f"keyframe_{clip_id(scene)}.json"
+
     def keyframe(self, scene: int) -> Path:
         return self.root / "keyframes" / f"keyframe_{clip_id(scene)}.png"
 

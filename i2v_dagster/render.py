@@ -1,22 +1,24 @@
 """Making one clip, in named steps (plain Python; the Dagster layer calls :class:`ClipMaker` and turns
 its results into materializations and check results).
 
-1. :func:`conditioning_for`: the picture the clip starts from (keyframe, initial image, or the previous
-   clip's lossless last frame), with the hash of its pixels;
-2. :func:`content_key`: the hash of everything that determines the clip;
-3. :meth:`ClipMaker.generate`: the model call, under the clip's deadline (the watchdog is armed around model
-   code only);
-4. :meth:`ClipMaker.finish`: the frames the video keeps (a continuing clip's first frame, which repeats the
-   conditioning image, dropped; colour correction);
-5. :meth:`ClipMaker.write`: the MP4 encoded in an FFmpeg process while the checks measure the same frames,
-   the lossless first/last frames, then the record (written last: a record means every file is complete).
+1. :meth:`ClipMaker.prepare`: the picture the clip starts from (keyframe, initial image, or the previous
+   clip's lossless last frame), its prompt, and the clip's content key (the hash of everything that
+   determines it);
+2. :meth:`ClipMaker.reuse`: a stored clip with the same key and intact files is taken as it is;
+3. :meth:`ClipMaker.make`: otherwise up to ``max_attempts`` tries, each: the model call under the clip's
+   deadline (the watchdog armed around model code only); the frames the video keeps (a continuing clip's
+   first frame, which repeats the conditioning image, dropped; colour correction); the encode started in
+   an FFmpeg process while one shared pass measures the frames; the blocking checks (broken frames,
+   motion, the join with the clip before). A rejected try is dropped and the next derived seed tried;
+4. the accepted try's lossless first/last frames, then its record (written last: a record means every
+   file is complete).
 """
 
 from __future__ import annotations
 
 import hashlib
-import json
 import logging
+import shutil
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -24,16 +26,19 @@ from typing import Any
 
 import numpy as np
 
-from i2v_dagster.errors import MediaError
-from i2v_dagster.fsutil import save_png_atomic, sha256_file, write_json_atomic
+from i2v_dagster.artefacts import content_key, file_hashes, read_record, reusable
+from i2v_dagster.errors import ClipRejectedError, MediaError
+from i2v_dagster.fsutil import atomic_path, save_png_atomic, sha256_file, write_json_atomic
 from i2v_dagster.guardrails import Deadline, watchdog
 from i2v_dagster.models.base import ClipFrames, ClipRequest, StepProgress, VideoModel
 from i2v_dagster.planning import ClipPlan
-from i2v_dagster.spec import JobSpec
+from i2v_dagster.spec import JobSpec, derive_seed
 from i2v_dagster.state import VideoState, load_frame
 
 MOCK_ENCODER = ("ultrafast", 18)
 REAL_ENCODER = ("medium", 16)
+BLOCKING = ("broken_frames", "motion", "seam")
+"""Checks that reject a try (shape and colour drift are reported, not retried: a new seed fixes neither)."""
 
 StepCallback = Callable[[ClipPlan, StepProgress], None]
 
@@ -49,11 +54,22 @@ class Conditioning:
 
 
 @dataclass(frozen=True)
+class Prepared:
+    """What a clip will be made from, and its content key."""
+
+    plan: ClipPlan
+    cond: Conditioning
+    prompt: str
+    key: str
+
+
+@dataclass(frozen=True)
 class MadeClip:
-    """A clip written to disk: its record (what ``clips/clip_NNN.json`` holds) and its check outcomes."""
+    """A clip on disk: its record (what ``clips/clip_NNN.json`` holds); ``reused`` when nothing was made."""
 
     plan: ClipPlan
     record: dict[str, Any]
+    reused: bool = False
 
     @property
     def outcomes(self) -> list[dict[str, Any]]:
@@ -82,14 +98,15 @@ def conditioning_for(state: VideoState, plan: ClipPlan) -> Conditioning:
     )
 
 
-def content_key(spec: JobSpec, plan: ClipPlan, cond: Conditioning, prompt: str, seed: int) -> str:
+def clip_key(spec: JobSpec, plan: ClipPlan, cond: Conditioning, prompt: str) -> str:
     """What determines a clip: conditioning pixels, prompt, seed, adapter and settings, size, frames,
-    colour correction and encoder settings."""
-    blob = json.dumps(
+    colour correction, encoder, and the quality gate that picks among tries."""
+    checks = spec.checks
+    return content_key(
         {
             "conditioning": cond.sha256,
             "prompt": prompt,
-            "seed": seed,
+            "seed": plan.seed,
             "frames": plan.frames,
             "continues": plan.continues,
             "video": spec.models.video.model_dump(mode="json"),
@@ -97,10 +114,9 @@ def content_key(spec: JobSpec, plan: ClipPlan, cond: Conditioning, prompt: str, 
             "fps": spec.fps,
             "color_correction": spec.color_correction,
             "encoder": list(encoder_for(spec)),
-        },
-        sort_keys=True,
+            "gate": [spec.max_attempts, checks.min_motion, checks.max_frozen_frames, checks.max_seam_ratio],
+        }
     )
-    return hashlib.sha256(blob.encode()).hexdigest()
 
 
 def encoder_for(spec: JobSpec) -> tuple[str, int]:
@@ -113,8 +129,13 @@ def encoder_for(spec: JobSpec) -> tuple[str, int]:
     return preset, spec.encoder.crf if spec.encoder.crf is not None else crf
 
 
+def attempt_seed(seed: int, attempt: int) -> int:
+    """Attempt 1 uses the clip's own seed; later attempts seeds derived from it."""
+    return seed if attempt == 1 else derive_seed(seed, f"attempt:{attempt}")
+
+
 class ClipMaker:
-    """Makes the clips of one video, one :meth:`make` call each."""
+    """Makes (or reuses) the clips of one video, in order."""
 
     def __init__(
         self,
@@ -127,38 +148,101 @@ class ClipMaker:
         self.log = log or logging.getLogger(__name__)
         self.on_step = on_step
         self._script = state.script()
+        self._stored = self._stored_records()
 
     @property
     def spec(self) -> JobSpec:
         return self.state.spec
 
-    def prompt(self, plan: ClipPlan) -> str:
-        return self.spec.motion_prompt(self._script.scenes[plan.scene])
+    def _stored_records(self) -> dict[str, tuple[int, dict[str, Any]]]:
+        """Content key -> (index, record) of every clip record in the folder when the step started."""
+        found: dict[str, tuple[int, dict[str, Any]]] = {}
+        for path in sorted(self.state.paths.root.glob("clips/clip_*.json")):
+            record = read_record(path)
+            stem = path.stem.removeprefix("clip_")
+            if record and stem.isdigit() and record.get("content_key"):
+                found.setdefault(record["content_key"], (int(stem), record))
+        return found
 
-    def make(self, model: VideoModel, plan: ClipPlan, *, limit_s: float, label: str) -> MadeClip:
-        """Generate, finish and write clip ``plan``; raises ClipTimeoutError past ``limit_s``."""
-        prompt = self.prompt(plan)
+    # ----- 1. what the clip is made from -----
+
+    def prepare(self, plan: ClipPlan) -> Prepared:
+        prompt = self.spec.motion_prompt(self._script.scenes[plan.scene])
         cond = conditioning_for(self.state, plan)
-        started = time.monotonic()
-        raw, steps = self.generate(model, plan, cond, prompt, limit_s=limit_s, label=label)
-        seconds = time.monotonic() - started
-        frames = self.finish(plan, raw)
-        record = self.write(plan, frames, raw, cond=cond, prompt=prompt, seconds=seconds, steps=steps)
-        return MadeClip(plan=plan, record=record)
+        return Prepared(plan=plan, cond=cond, prompt=prompt, key=clip_key(self.spec, plan, cond, prompt))
+
+    # ----- 2. reuse -----
+
+    def reuse(self, prepared: Prepared) -> MadeClip | None:
+        """A stored clip with this key and intact files (at this index, or copied from another)."""
+        paths, plan = self.state.paths, prepared.plan
+        own = read_record(paths.clip_record(plan.index))
+        if reusable(own, prepared.key, paths.root):
+            return MadeClip(plan=plan, record=own, reused=True)
+        index, record = self._stored.get(prepared.key, (None, None))
+        if index is None or index == plan.index or not reusable(record, prepared.key, paths.root):
+            return None
+        sources = (paths.clip(index), paths.clip_first(index), paths.clip_last(index))
+        targets = (paths.clip(plan.index), paths.clip_first(plan.index), paths.clip_last(plan.index))
+        for source, target in zip(sources, targets, strict=True):
+            with atomic_path(target) as tmp:
+                shutil.copyfile(source, tmp)
+        moved = {
+            **record,
+            "clip": plan.key,
+            "file": paths.rel(targets[0]),
+            "first_frame": paths.rel(targets[1]),
+            "last_frame": paths.rel(targets[2]),
+            "files": file_hashes(paths.root, targets),
+            "copied_from": record["clip"],
+        }
+        write_json_atomic(paths.clip_record(plan.index), moved)
+        return MadeClip(plan=plan, record=moved, reused=True)
+
+    # ----- 3. making -----
+
+    def make(self, model: VideoModel, prepared: Prepared, *, limit_s: float, label: str) -> MadeClip:
+        """Up to ``max_attempts`` tries; raises ClipTimeoutError past ``limit_s`` (all tries together) and
+        ClipRejectedError when every try fails a blocking check."""
+        plan = prepared.plan
+        deadline = Deadline(max(limit_s, 0.001), label=label)
+        attempts: list[dict[str, Any]] = []
+        for attempt in range(1, self.spec.max_attempts + 1):
+            seed = attempt_seed(plan.seed, attempt)
+            started = time.monotonic()
+            raw, steps = self.generate(model, prepared, seed=seed, attempt=attempt, deadline=deadline)
+            seconds = time.monotonic() - started
+            frames = self.finish(plan, raw)
+            accepted = self.write(plan, frames, raw, prepared, seed=seed, seconds=seconds, steps=steps)
+            attempts.append(accepted.pop("_attempt"))
+            if accepted.get("rejected"):
+                self.log.warning(
+                    "%s: attempt %d of %d (seed %d) rejected: %s",
+                    label,
+                    attempt,
+                    self.spec.max_attempts,
+                    seed,
+                    ", ".join(attempts[-1]["failed"]),
+                )
+                continue
+            accepted["attempts"] = attempts
+            write_json_atomic(self.state.paths.clip_record(plan.index), accepted)
+            return MadeClip(plan=plan, record=accepted)
+        failed = sorted({name for a in attempts for name in a["failed"]})
+        raise ClipRejectedError(
+            f"{label}: all {len(attempts)} attempts failed their blocking checks ({', '.join(failed)}); "
+            "earlier clips are kept",
+            clip=plan.key,
+            attempts=attempts,
+        )
 
     def generate(
-        self,
-        model: VideoModel,
-        plan: ClipPlan,
-        cond: Conditioning,
-        prompt: str,
-        *,
-        limit_s: float,
-        label: str,
+        self, model: VideoModel, prepared: Prepared, *, seed: int, attempt: int, deadline: Deadline
     ) -> tuple[ClipFrames, list[float]]:
         """The model call under the clip's deadline; returns the frames and each step's seconds."""
         from PIL import Image
 
+        plan = prepared.plan
         steps: list[float] = []
 
         def on_step(progress: StepProgress) -> None:
@@ -166,24 +250,24 @@ class ClipMaker:
             if self.on_step is not None:
                 self.on_step(plan, progress)
 
-        deadline = Deadline(max(limit_s, 0.001), label=label)
         deadline.check()
         request = ClipRequest(
-            image=Image.fromarray(cond.image),
-            prompt=prompt,
+            image=Image.fromarray(prepared.cond.image),
+            prompt=prepared.prompt,
             num_frames=plan.generate_frames,
             width=self.spec.width,
             height=self.spec.height,
             fps=self.spec.fps,
-            seed=plan.seed,
+            seed=seed,
             deadline=deadline,
             on_step=on_step,
+            attempt=attempt,
         )
         with watchdog(deadline):
             result = model.generate(request)
         if result.frames.shape[0] != plan.generate_frames:
             raise MediaError(
-                f"{label}: the adapter returned {result.frames.shape[0]} frames, "
+                f"{deadline.label}: the adapter returned {result.frames.shape[0]} frames, "
                 f"{plan.generate_frames} asked for"
             )
         return result, steps
@@ -198,20 +282,39 @@ class ClipMaker:
             frames = match_color(frames, self.state.color_reference)
         return frames
 
+    def join_with_previous(self, prepared: Prepared, first: np.ndarray, pair_diffs: list[float]):
+        """The join of a continuing clip with the clip before it (its conditioning frame is that clip's
+        last frame), measured as the seam check does; None for a clip that starts from a picture."""
+        from i2v_dagster.verify.continuity import measure_join
+
+        plan = prepared.plan
+        if not plan.continues:
+            return None
+        previous = read_record(self.state.paths.clip_record(plan.index - 1)) or {}
+        return measure_join(
+            f"{plan.index - 1:03d}->{plan.key}",
+            prepared.cond.image,
+            first,
+            previous_diffs=(previous.get("checks") or {}).get("pair_diffs") or [],
+            next_diffs=pair_diffs,
+        )
+
     def write(
         self,
         plan: ClipPlan,
         frames: np.ndarray,
         raw: ClipFrames,
+        prepared: Prepared,
         *,
-        cond: Conditioning,
-        prompt: str,
+        seed: int,
         seconds: float,
         steps: list[float],
     ) -> dict[str, Any]:
-        """Encode (in an FFmpeg process) while the checks measure the frames; then the record."""
+        """Encode (in an FFmpeg process) while the checks measure the frames; a try that fails a blocking
+        check is dropped (its encode stopped), an accepted one gets its PNGs and its record's fields."""
         from i2v_dagster.media.video import PendingEncode, probe
         from i2v_dagster.verify.clip import Shape, Thresholds, clip_outcomes
+        from i2v_dagster.verify.delivery import check_shape
         from i2v_dagster.verify.frames import ClipMeasures
 
         spec, paths = self.spec, self.state.paths
@@ -220,6 +323,35 @@ class ClipMaker:
         encode = PendingEncode(frames, paths.clip(plan.index), fps=spec.fps, preset=preset, crf=crf)
         try:
             measures = ClipMeasures.of(frames)
+            dropped = 1 if plan.continues else 0
+            checks = clip_outcomes(
+                frames,
+                planned=Shape(plan.frames, spec.fps, spec.width, spec.height),
+                encoded=Shape(plan.frames, spec.fps, spec.width, spec.height),  # replaced once probed
+                reference=self.state.first_keyframe,
+                nan_frames=[i - dropped for i in raw.nan_frames if i >= dropped],
+                thresholds=Thresholds(
+                    min_motion=spec.checks.min_motion,
+                    max_color_drift=spec.checks.max_color_drift,
+                    max_frozen_frames=spec.checks.max_frozen_frames,
+                ),
+                measures=measures,
+            )
+            join = self.join_with_previous(prepared, frames[0], checks.pair_diffs)
+            failed = [o.name for o in checks.outcomes if o.name in BLOCKING and not o.passed]
+            if join is not None and join.kind(max_seam_ratio=spec.checks.max_seam_ratio) != "ok":
+                failed.append("seam")
+            attempt = {
+                "seed": seed,
+                "failed": failed,
+                "values": {o.name: o.value for o in checks.outcomes},
+                "seconds": round(seconds, 3),
+            }
+            if join is not None:
+                attempt["values"]["seam_ratio"] = round(join.ratio(), 4)
+            if failed:
+                encode.abort()
+                return {"rejected": True, "_attempt": attempt}
             save_png_atomic(frames[0], paths.clip_first(plan.index))
             save_png_atomic(frames[-1], paths.clip_last(plan.index))
         except BaseException:
@@ -229,34 +361,25 @@ class ClipMaker:
         video = probe(paths.clip(plan.index)).video
         if video is None:
             raise MediaError(f"{paths.clip(plan.index)}: no video stream after encoding")
-        dropped = 1 if plan.continues else 0
-        checks = clip_outcomes(
-            frames,
-            planned=Shape(plan.frames, spec.fps, spec.width, spec.height),
-            encoded=Shape(video.frames, video.fps, video.width, video.height),
-            reference=self.state.first_keyframe,
-            nan_frames=[i - dropped for i in raw.nan_frames if i >= dropped],
-            thresholds=Thresholds(
-                min_motion=spec.checks.min_motion,
-                max_color_drift=spec.checks.max_color_drift,
-                max_frozen_frames=spec.checks.max_frozen_frames,
-            ),
-            measures=measures,
-        )
-        record = {
+        planned = Shape(plan.frames, spec.fps, spec.width, spec.height)
+        found = Shape(video.frames, video.fps, video.width, video.height)
+        checks = checks.replacing(check_shape(found, planned))
+        clip_file = paths.clip(plan.index)
+        return {
             "clip": plan.key,
             "scene": plan.scene,
             "frames": int(frames.shape[0]),
             "generated_frames": int(raw.generated_frames or raw.frames.shape[0]),
             "dropped_first_frame": plan.continues,
             "fps": spec.fps,
-            "seed": plan.seed,
-            "prompt": prompt,
+            "seed": seed,
+            "plan_seed": plan.seed,
+            "prompt": prepared.prompt,
             "model_id": raw.model_id,
             "adapter": spec.models.video.adapter,
-            "conditioning": cond.source,
-            "conditioning_sha256": cond.sha256,
-            "content_key": content_key(spec, plan, cond, prompt, plan.seed),
+            "conditioning": prepared.cond.source,
+            "conditioning_sha256": prepared.cond.sha256,
+            "content_key": prepared.key,
             "nan_frames": list(raw.nan_frames),
             "seconds_generate": round(seconds, 3),
             "seconds_write": round(time.monotonic() - written, 3),
@@ -264,12 +387,17 @@ class ClipMaker:
             "steps": len(steps),
             "color_corrected": spec.color_correction,
             "encoder": {"preset": preset, "crf": crf},
-            "file": paths.rel(paths.clip(plan.index)),
-            "sha256": sha256_file(paths.clip(plan.index)),
-            "bytes": paths.clip(plan.index).stat().st_size,
+            "file": paths.rel(clip_file),
+            "sha256": sha256_file(clip_file),
+            "bytes": clip_file.stat().st_size,
             "first_frame": paths.rel(paths.clip_first(plan.index)),
             "last_frame": paths.rel(paths.clip_last(plan.index)),
+            "files": file_hashes(
+                paths.root, (clip_file, paths.clip_first(plan.index), paths.clip_last(plan.index))
+            ),
+            "join": None
+            if join is None
+            else {"seam_diff": round(join.seam_diff, 4), "ratio": round(join.ratio(), 4)},
             "checks": checks.to_record(),
+            "_attempt": attempt,
         }
-        write_json_atomic(paths.clip_record(plan.index), record)
-        return record

@@ -111,9 +111,16 @@ def test_single_clip_rematerialized_from_stored_last_frame(instance, tmp_path):
     clips = tmp_path / "one" / "clips"
     before = (clips / "clip_001.mp4").stat().st_mtime_ns
     untouched = (clips / "clip_002.mp4").stat().st_mtime_ns
-    # the stored last frame of clip 0 is what clip 1 must start from
+    # nothing changed: the clip is kept as it is, and said so
+    same = materialize_clip(instance, "one", 1)
+    assert same.success
+    assert same.asset_materializations_for_node("clip")[0].metadata["status"].value == "unchanged"
+    assert (clips / "clip_001.mp4").stat().st_mtime_ns == before
+    # its file lost: re-made, from the stored last frame of clip 0
+    (clips / "clip_001.mp4").unlink()
     result = materialize_clip(instance, "one", 1)
     assert result.success
+    assert result.asset_materializations_for_node("clip")[0].metadata["status"].value == "made"
     assert (clips / "clip_001.mp4").stat().st_mtime_ns > before
     assert (clips / "clip_002.mp4").stat().st_mtime_ns == untouched
     stored_last = _png(clips / "clip_000_last.png")

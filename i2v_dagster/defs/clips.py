@@ -7,10 +7,12 @@ alone, conditioned on the stored last frame of the clip before it. The work itse
 annotations.)
 """
 
+import contextlib
 import time
 
 import dagster as dg
 
+from i2v_dagster.artefacts import content_key
 from i2v_dagster.defs.checks import (
     CLIP_CHECKS,
     CLIPS_CHECKS,
@@ -23,44 +25,56 @@ from i2v_dagster.defs.outputs import OutputsResource
 from i2v_dagster.defs.partitions import CLIP_PARTITIONS, VIDEOS, by_video, clip_key, ensure_clip_ids
 from i2v_dagster.defs.residency import ModelResidency
 from i2v_dagster.defs.story import keyframes, narration
-from i2v_dagster.errors import ClipTimeoutError, MediaError
+from i2v_dagster.errors import ClipRejectedError, ClipTimeoutError
 from i2v_dagster.guardrails import shielded
 from i2v_dagster.models.registry import settings_for
 from i2v_dagster.planning import ClipPlan
 from i2v_dagster.progress import Progress
-from i2v_dagster.render import ClipMaker, MadeClip
+from i2v_dagster.render import ClipMaker, MadeClip, Prepared
 from i2v_dagster.state import VideoState
 from i2v_dagster.verify.chain import outcome_from_record
 from i2v_dagster.video_checks import chain_checks
 
-
-def run_budget_left(context: dg.AssetExecutionContext, planned: int, limit_s: float) -> float:
-    record = context.instance.get_run_record_by_id(context.run_id)
-    start = record.start_time if record is not None and record.start_time else None
-    budget = planned * limit_s
-    return budget - (time.time() - start) if start else budget
+DATA_VERSION_TAG = "dagster/data_version"
+"""The tag Dagster reads a logged materialization's data version from."""
 
 
 def clip_label(plan: ClipPlan, state: VideoState) -> str:
     return f"clip {plan.key} of video {state.name!r}"
 
 
+class Budget:
+    """The run's time budget counts only clips actually generated: each one made adds its own limit."""
+
+    def __init__(self, limit_s: float) -> None:
+        self.limit_s = limit_s
+        self.spent_s = 0.0
+        self.made = 0
+
+    def left_for_next(self) -> float:
+        return (self.made + 1) * self.limit_s - self.spent_s
+
+    def add(self, seconds: float) -> None:
+        self.made += 1
+        self.spent_s += seconds
+
+
 def make_one(
-    context: dg.AssetExecutionContext,
     maker: ClipMaker,
     model,
-    plan: ClipPlan,
+    prepared: Prepared,
     *,
     budget_left_s: float,
 ) -> MadeClip:
-    """One clip under min(its limit, the run's budget left); a breach fails the step naming the clip."""
-    spec = maker.spec
+    """One clip under min(its limit, the run's budget left); a breach or a clip rejected on every attempt
+    fails the step naming the clip (clips made before it stay)."""
+    spec, plan = maker.spec, prepared.plan
     limit = min(spec.clip_time_limit_s, budget_left_s)
     label = clip_label(plan, maker.state)
     if budget_left_s < spec.clip_time_limit_s:  # the run's budget, not the clip's own limit, binds
         label += f" (limited by the run budget: {budget_left_s:.1f} s left)"
     try:
-        return maker.make(model, plan, limit_s=limit, label=label)
+        return maker.make(model, prepared, limit_s=limit, label=label)
     except ClipTimeoutError as exc:
         raise dg.Failure(
             description=f"{label} ran over its time limit "
@@ -73,9 +87,15 @@ def make_one(
             },
             allow_retries=False,
         ) from None
+    except ClipRejectedError as exc:
+        raise dg.Failure(
+            description=str(exc),
+            metadata={"clip": plan.key, "video": spec.name, "attempts": dg.MetadataValue.json(exc.attempts)},
+            allow_retries=False,
+        ) from None
 
 
-def clip_metadata(state: VideoState, record: dict) -> dict[str, dg.MetadataValue]:
+def clip_metadata(state: VideoState, record: dict, *, reused: bool = False) -> dict[str, dg.MetadataValue]:
     paths = state.paths
     md: dict[str, dg.MetadataValue] = {
         "file": path_md(paths, paths.root / record["file"]),
@@ -90,6 +110,8 @@ def clip_metadata(state: VideoState, record: dict) -> dict[str, dg.MetadataValue
     if record["seconds_per_step"] is not None:
         md["seconds_per_step"] = dg.MetadataValue.float(record["seconds_per_step"])
     md["nan_frames"] = dg.MetadataValue.json(record["nan_frames"])
+    md["attempts"] = dg.MetadataValue.json(record.get("attempts") or [])
+    md["reused"] = dg.MetadataValue.bool(reused)
     return md
 
 
@@ -105,65 +127,109 @@ def step_logger(context: dg.AssetExecutionContext, progress: Progress):
     return on_step
 
 
+def clip_events(state: VideoState, made: MadeClip) -> list:
+    """The `clip` partition's materialization (its content key as data version) and its check results."""
+    partition = clip_key(state.name, made.plan.index)
+    events: list = [
+        dg.AssetMaterialization(
+            asset_key="clip",
+            partition=partition,
+            metadata=clip_metadata(state, made.record, reused=made.reused),
+            description=f"clip {made.plan.key} of {state.name}, made by the clips step"
+            + (" (reused)" if made.reused else ""),
+            tags={DATA_VERSION_TAG: made.record["content_key"]},
+        )
+    ]
+    events += [
+        check_evaluation("clip", outcome_from_record(o), partition=str(partition)) for o in made.outcomes
+    ]
+    return events
+
+
+def remove_stale_clips(context, state: VideoState, planned: int) -> None:
+    """Clips beyond the plan (an edit made the video shorter): their files go, their partitions are
+    reported as no longer in the plan."""
+    from i2v_dagster.defs.story import remove_beyond
+
+    removed = remove_beyond(state.paths, planned, ("clips/clip_*",), context.log)
+    stale = sorted({name.split("_")[1][:3] for name in removed})
+    for key in stale:
+        context.log_event(
+            dg.AssetObservation(
+                asset_key="clip",
+                partition=clip_key(state.name, int(key)),
+                metadata={
+                    "status": dg.MetadataValue.text("stale: no longer in the video's plan; files removed")
+                },
+            )
+        )
+
+
 @dg.asset(
     partitions_def=VIDEOS,
     deps=[keyframes, narration],
     group_name="video",
     pool="gpu",
-    description="All clips of the video, in order, each conditioned on the last frame of the clip before it.",
+    description="All clips of the video, in order, each conditioned on the last frame of the clip before it. "
+    "A clip whose content key (conditioning pixels, prompt, seed, model, settings) matches a stored clip "
+    "with intact files is reused, not made again.",
 )
 def clips(
     context: dg.AssetExecutionContext, outputs: OutputsResource, residency: ModelResidency
 ) -> dg.MaterializeResult:
     state = load_video(context, outputs, context.partition_key)
-    timeline = state.timeline()
-    plans = timeline.clips
+    plans = state.timeline().clips
     ensure_clip_ids(context.instance, len(plans))
     progress = Progress(total_clips=len(plans))
     maker = ClipMaker(state, log=context.log, on_step=step_logger(context, progress))
     choice = state.spec.models.video
+    budget = Budget(state.spec.clip_time_limit_s)
     started = time.monotonic()
-    records = []
-    with residency.use(choice.adapter, settings_for(choice)) as model:
+    records, reused = [], []
+    with contextlib.ExitStack() as stack:
+        model = residency.lazy(stack, choice.adapter, settings_for(choice))
         for plan in plans:
-            budget = run_budget_left(context, len(plans), state.spec.clip_time_limit_s)
-            progress.start_clip()
-            made = make_one(context, maker, model, plan, budget_left_s=budget)
-            progress.end_clip()
+            prepared = maker.prepare(plan)
+            made = maker.reuse(prepared)
+            if made is not None:
+                progress.skip_clip()
+                reused.append(plan.key)
+                context.log.info("reused clip %s (key %s)", plan.key, prepared.key[:12])
+            else:
+                progress.start_clip()
+                clip_started = time.monotonic()
+                made = make_one(maker, model.get(), prepared, budget_left_s=budget.left_for_next())
+                budget.add(time.monotonic() - clip_started)
+                progress.end_clip()
+                context.log.info(
+                    progress.clip_line(
+                        plan.key,
+                        f"done: {made.record['frames']} frames, {made.record['steps']} steps, "
+                        f"attempt {len(made.record['attempts'])}, generated in "
+                        f"{made.record['seconds_generate']:.2f} s, encoded and checked in "
+                        f"{made.record['seconds_write']:.2f} s",
+                    )
+                )
             records.append(made.record)
-            partition = clip_key(state.name, plan.index)
-            context.log_event(
-                dg.AssetMaterialization(
-                    asset_key="clip",
-                    partition=partition,
-                    metadata=clip_metadata(state, made.record),
-                    description=f"clip {plan.key} of {state.name}, made by the clips step",
-                )
-            )
-            for outcome in made.outcomes:
-                context.log_event(
-                    check_evaluation("clip", outcome_from_record(outcome), partition=str(partition))
-                )
-            context.log.info(
-                progress.clip_line(
-                    plan.key,
-                    f"done: {made.record['frames']} frames, {made.record['steps']} steps, generated in "
-                    f"{made.record['seconds_generate']:.2f} s, encoded and checked in "
-                    f"{made.record['seconds_write']:.2f} s",
-                )
-            )
+            for event in clip_events(state, made):
+                context.log_event(event)
+    remove_stale_clips(context, state, len(plans))
     total = time.monotonic() - started
+    keys = [r["content_key"] for r in records]
     return dg.MaterializeResult(
         metadata={
             "clips": dg.MetadataValue.json([r["file"] for r in records]),
             "frames": dg.MetadataValue.json([r["frames"] for r in records]),
             "seeds": dg.MetadataValue.json([r["seed"] for r in records]),
-            "content_keys": dg.MetadataValue.json([r["content_key"] for r in records]),
+            "content_keys": dg.MetadataValue.json(keys),
+            "reused_clips": dg.MetadataValue.json(reused),
+            "made_clips": budget.made,
             "chain_mode": state.spec.chain_mode,
             "adapter": choice.adapter,
             "seconds_total": round(total, 3),
-            "seconds_per_clip": round(total / max(len(records), 1), 3),
-        }
+            "seconds_per_made_clip": round(budget.spent_s / max(budget.made, 1), 3),
+        },
+        data_version=dg.DataVersion(content_key({"clips": keys})),
     )
 
 
@@ -174,7 +240,8 @@ def clips(
     pool="gpu",
     check_specs=check_specs("clip", CLIP_CHECKS, CLIP_PARTITIONS),
     description="One clip (video x clip id). Materialize one partition alone to re-make that clip, "
-    "conditioned on the stored last frame of the clip before it.",
+    "conditioned on the stored last frame of the clip before it; a clip whose inputs are unchanged is "
+    "reported unchanged and kept.",
 )
 def clip(
     context: dg.AssetExecutionContext, outputs: OutputsResource, residency: ModelResidency
@@ -185,16 +252,28 @@ def clip(
     plans = state.timeline().clips
     index = int(index_key)
     if index >= len(plans):
-        raise MediaError(f"video {video!r} has {len(plans)} planned clips; there is no clip {index_key}")
+        raise dg.Failure(
+            description=f"video {video!r} has {len(plans)} planned clips (000..{len(plans) - 1:03d}); "
+            f"there is no clip {index_key}",
+            allow_retries=False,
+        )
     progress = Progress(total_clips=1)
     maker = ClipMaker(state, log=context.log, on_step=step_logger(context, progress))
-    choice = state.spec.models.video
-    with residency.use(choice.adapter, settings_for(choice)) as model:
-        # a one-clip run: its budget is the clip's own limit
-        made = make_one(context, maker, model, plans[index], budget_left_s=state.spec.clip_time_limit_s)
+    prepared = maker.prepare(plans[index])
+    made = maker.reuse(prepared)
+    if made is not None:
+        context.log.info("clip %s unchanged (key %s): kept as it is", index_key, prepared.key[:12])
+    else:
+        choice = state.spec.models.video
+        with residency.use(choice.adapter, settings_for(choice)) as model:
+            # a one-clip run: its budget is the clip's own limit
+            made = make_one(maker, model, prepared, budget_left_s=state.spec.clip_time_limit_s)
+    metadata = clip_metadata(state, made.record, reused=made.reused)
+    metadata["status"] = dg.MetadataValue.text("unchanged" if made.reused else "made")
     return dg.MaterializeResult(
-        metadata=clip_metadata(state, made.record),
+        metadata=metadata,
         check_results=[check_result("clip", outcome_from_record(o)) for o in made.outcomes],
+        data_version=dg.DataVersion(made.record["content_key"]),
     )
 
 

@@ -172,6 +172,11 @@ class ModelResidency(dg.ConfigurableResource):
             self._log().info("residency: loaded model %s in %.2f s", key, event["seconds"])
         return model
 
+    def lazy(self, stack: contextlib.ExitStack, adapter: str, settings: Any = None) -> LazyModel:
+        """A handle that loads the model on first ``get()`` (a step that reuses everything loads nothing);
+        the model is unloaded when ``stack`` closes."""
+        return LazyModel(self, stack, adapter, settings)
+
     @contextlib.contextmanager
     def use(self, adapter: str, settings: Any = None) -> Iterator[Adapter]:
         """Yield adapter ``adapter`` loaded (reusing one already loaded with the same settings); unload it
@@ -195,3 +200,20 @@ class ModelResidency(dg.ConfigurableResource):
             self._last_used[key] = time.monotonic()
             if self._users[key] <= 0:
                 self.unload(key, reason="its step failed" if failed is not None else "its step is done")
+
+
+class LazyModel:
+    """See :meth:`ModelResidency.lazy`."""
+
+    def __init__(self, residency: ModelResidency, stack: contextlib.ExitStack, adapter: str, settings: Any):
+        self._residency, self._stack, self._adapter, self._settings = residency, stack, adapter, settings
+        self._model: Adapter | None = None
+
+    @property
+    def loaded(self) -> bool:
+        return self._model is not None
+
+    def get(self) -> Adapter:
+        if self._model is None:
+            self._model = self._stack.enter_context(self._residency.use(self._adapter, self._settings))
+        return self._model

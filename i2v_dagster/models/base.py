@@ -96,6 +96,8 @@ class ClipRequest:
     seed: int
     deadline: Deadline | None = None
     on_step: ProgressCallback | None = None
+    attempt: int = 1
+    """Which try at this clip (the quality gate re-makes a rejected clip with the next seed)."""
 
 
 @dataclass(frozen=True)

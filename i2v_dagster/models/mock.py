@@ -7,7 +7,8 @@ They make real content, so every downstream step and check works on them:
 - ``MockScriptWriter`` / ``SpecScriptWriter``: a script from the brief / from the spec's own scenes.
 
 The same inputs give byte-identical outputs. ``MockVideo`` options (``models.video.options``) are
-:class:`MockVideoOptions`: ``steps``, ``seconds_per_step``, ``slow_after``, ``color_cast``.
+:class:`MockVideoOptions`: ``steps``, ``seconds_per_step``, ``slow_after``, ``color_cast``,
+``bad_attempts``.
 """
 
 from __future__ import annotations
@@ -201,6 +202,12 @@ class MockVideoOptions(BaseModel):
         max_length=3,
         description="RGB added progressively over each clip (drift that compounds along a chain).",
     )
+    bad_attempts: list[int] = Field(
+        default_factory=list,
+        max_length=100,
+        description="Attempts (1 = the first try at a clip) on which every clip comes out frozen, for "
+        "testing the quality gate.",
+    )
 
 
 class MockVideo(_NoWeights, VideoModel):
@@ -236,6 +243,8 @@ class MockVideo(_NoWeights, VideoModel):
                 request.on_step(StepProgress(step=step, total=steps, seconds=time.monotonic() - started))
         generated = self.constraints.generation_frames(request.num_frames)
         frames = self.draw(request, generated, np.asarray(opts.color_cast, dtype=np.float64))
+        if request.attempt in opts.bad_attempts:  # a frozen clip: broken frames and no motion
+            frames[1:] = frames[0]
         return ClipFrames(
             frames=frames[: request.num_frames],
             fps=request.fps,

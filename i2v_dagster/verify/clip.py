@@ -51,6 +51,11 @@ class ClipChecks:
     def failed(self) -> list[str]:
         return [o.name for o in self.outcomes if not o.passed]
 
+    def replacing(self, outcome: CheckOutcome) -> ClipChecks:
+        """These checks with the outcome of the same name replaced (e.g. shape, once the file is probed)."""
+        outcomes = [outcome if o.name == outcome.name else o for o in self.outcomes]
+        return ClipChecks(outcomes=outcomes, pair_diffs=self.pair_diffs, motion=self.motion)
+
     def to_record(self) -> dict[str, Any]:
         return {
             "outcomes": [o.to_metadata() for o in self.outcomes],

@@ -13,6 +13,7 @@ from i2v_dagster.defs.jobs import render_video
 from i2v_dagster.defs.outputs import OutputsResource
 from i2v_dagster.defs.prefetch import hf_resource, prefetch_job, smoke_prefetch_schedule
 from i2v_dagster.defs.residency import ModelResidency
+from i2v_dagster.defs.runs import dead_runs_sensor
 from i2v_dagster.defs.stitch import stitched_checks, stitched_video
 from i2v_dagster.defs.story import keyframes, narration, script
 
@@ -21,6 +22,7 @@ defs = dg.Definitions(
     asset_checks=[clips_checks, stitched_checks],
     jobs=[render_video, prefetch_job],
     schedules=[smoke_prefetch_schedule],
+    sensors=[dead_runs_sensor],
     resources={"outputs": OutputsResource(), "residency": ModelResidency(), "hf": hf_resource()},
 )
 

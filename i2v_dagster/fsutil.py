@@ -87,7 +87,7 @@ def remove_stale_temporaries(folder: str | Path) -> list[Path]:
         return removed
     for path in root.rglob(f".*{TMP_MARK}*"):
         pid = path.name.split(TMP_MARK, 1)[1].split("-", 1)[0]
-        if not pid.isdigit() or _alive(int(pid)):
+        if not pid.isdigit() or process_alive(int(pid)):
             continue
         with contextlib.suppress(FileNotFoundError):
             path.unlink()
@@ -95,7 +95,8 @@ def remove_stale_temporaries(folder: str | Path) -> list[Path]:
     return removed
 
 
-def _alive(pid: int) -> bool:
+def process_alive(pid: int) -> bool:
+    """Whether a process with this pid runs on this machine."""
     if pid == os.getpid():
         return True
     try:

@@ -248,7 +248,10 @@ def spec_problems(spec: JobSpec, *, check_files: bool = True) -> list[str]:
 
     problems = []
     if spec.models.script.adapter == "spec" and not spec.scenes:
-        problems.append("scenes: empty, and models.script.adapter is 'spec' (the scenes must be in the spec)")
+        problems.append(
+            "scenes: empty, and models.script.adapter is 'spec': fill in the scenes (a new video's Launchpad "
+            "config is a stub without any), or let a script writer write them"
+        )
     if spec.silent:
         missing = [i for i, s in enumerate(spec.scenes) if s.duration_s is None]
         if missing:

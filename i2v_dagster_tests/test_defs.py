@@ -26,4 +26,16 @@ def test_launchpad_config_prefills_from_jobs_folder():
 
     assert launchpad_config("demo")["ops"]["script"]["config"]["name"] == "demo"
     stub = launchpad_config("brand-new")["ops"]["script"]["config"]
-    assert stub["name"] == "brand-new" and stub["scenes"]
+    assert stub == {"name": "brand-new", "scenes": []}
+
+
+def test_the_stub_cannot_be_launched_as_it_is():
+    import pytest
+
+    from i2v_dagster.defs.jobs import STUB_SCENES_NOTE, launchpad_config
+    from i2v_dagster.errors import SpecError
+    from i2v_dagster.specfile import parse_spec
+
+    stub = launchpad_config("brand-new")["ops"]["script"]["config"]
+    with pytest.raises(SpecError, match=STUB_SCENES_NOTE):
+        parse_spec(stub)

@@ -19,11 +19,41 @@ JOBS_DIR = Path(__file__).resolve().parents[2] / "jobs"
 DEFAULT_MAX_RUNTIME_S = int(os.environ.get("I2V_MAX_RUNTIME_S", str(6 * 3600)))
 
 
+STUB_SCENES_NOTE = "fill in the scenes"
+
+
+def stored_spec(partition_key: str) -> dict[str, Any] | None:
+    """The spec the video's latest `script` materialization stored (None without one, or without an
+    instance to ask)."""
+    import json
+
+    from i2v_dagster.defs.common import video_dir_from_storage
+
+    if not os.environ.get("DAGSTER_HOME"):
+        return None
+    try:
+        instance = dg.DagsterInstance.get()
+    except dg.DagsterInvariantViolationError:
+        return None
+    folder = video_dir_from_storage(instance, partition_key)
+    if folder is None or not (folder / "spec.json").is_file():
+        return None
+    try:
+        return json.loads((folder / "spec.json").read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+
+
 def launchpad_config(partition_key: str) -> dict[str, Any]:
-    """Prefill the Launchpad: the job file in ``jobs/`` whose spec has this name, else a one-scene stub.
+    """Prefill the Launchpad for a video: the spec it was last rendered with (so a re-launch is that video,
+    not a stub over it); else the job file in ``jobs/`` whose spec has this name; else a stub with no scenes,
+    which the `script` step refuses as it is (a stub cannot overwrite anything by accident).
 
     ``dagster job execute -c FILE`` and ``dg launch --config FILE`` replace this with the file given.
     """
+    stored = stored_spec(partition_key)
+    if stored is not None:
+        return {"ops": {"script": {"config": stored}}}
     if JOBS_DIR.is_dir():
         for path in sorted(JOBS_DIR.glob("*.yaml")):
             try:
@@ -35,18 +65,7 @@ def launchpad_config(partition_key: str) -> dict[str, Any]:
             )
             if isinstance(spec, dict) and spec.get("name") == partition_key:
                 return data
-    return {
-        "ops": {
-            "script": {
-                "config": {
-                    "name": partition_key,
-                    "scenes": [
-                        {"narration": "Describe the scene here.", "visual_prompt": "a lighthouse at dawn"}
-                    ],
-                }
-            }
-        }
-    }
+    return {"ops": {"script": {"config": {"name": partition_key, "scenes": []}}}}
 
 
 render_video = dg.define_asset_job(

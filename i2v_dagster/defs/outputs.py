@@ -30,10 +30,14 @@ class OutputsResource(dg.ConfigurableResource):
     )
 
     def setup_for_execution(self, context: dg.InitResourceContext) -> None:
+        from i2v_dagster.defs.runs import claim_run, reap_dead_runs
+
         run = context.dagster_run
         instance = context.instance
         if run is None or instance is None:
             return
+        claim_run(instance, run.run_id)
+        reap_dead_runs(instance, context.log, skip=run.run_id)
         tags = run.tags
         video = tags.get("dagster/partition/video") or tags.get("dagster/partition")
         if not video or "|" in video or not re.fullmatch(NAME_PATTERN, video) or not _spec_ok(run.run_config):

@@ -17,7 +17,7 @@ from i2v_dagster.defs.outputs import OutputsResource
 from i2v_dagster.defs.partitions import VIDEOS
 from i2v_dagster.defs.residency import ModelResidency
 from i2v_dagster.errors import SpecError
-from i2v_dagster.fsutil import save_png_atomic, sha256_file, write_json_atomic
+from i2v_dagster.fsutil import remove_stale_temporaries, save_png_atomic, sha256_file, write_json_atomic
 from i2v_dagster.media.audio import pad_to, read_wav, write_wav
 from i2v_dagster.models.registry import max_clip_frames, settings_for
 from i2v_dagster.paths import VideoPaths
@@ -49,6 +49,13 @@ def script(
             allow_retries=False,
         )
     paths = VideoPaths.for_video(config.outputs_root or outputs.root, config.name)
+    stale = remove_stale_temporaries(paths.root)
+    if stale:
+        context.log.info(
+            "removed %d temporary files left by a run that died: %s",
+            len(stale),
+            ", ".join(paths.rel(p) for p in stale[:12]),
+        )
     started = time.monotonic()
     choice = config.models.script
     with residency.use(choice.adapter, settings_for(choice)) as writer:

@@ -1,8 +1,9 @@
-"""`i2v`: what Dagster does not do. `validate`, `doctor`, `adapters`, `home`, `run`.
+"""`i2v`: what Dagster does not do. `validate`, `doctor`, `adapters`, `home`, `run`, `import`.
 
 i2v validate jobs/example_mock.yaml --set seed=7 --set fps=12
 i2v doctor
 i2v run jobs/example_mock.yaml          # render_video in this process, project-local DAGSTER_HOME
+i2v import scaffold_job.yaml            # a seed-scaffold job spec -> jobs/<name>.yaml
 """
 
 from __future__ import annotations
@@ -47,9 +48,22 @@ def cmd_validate(args: argparse.Namespace) -> int:
         f"  at most {per_clip} frames per clip; chain mode {spec.chain_mode}; "
         f"clip limit {spec.clip_time_limit_s:g} s"
     )
+    for line in dry_run_lines(spec):
+        print(f"  {line}")
     if args.json:
         print(json.dumps(spec.model_dump(mode="json"), indent=2))
     return 0
+
+
+def dry_run_lines(spec) -> list[str]:
+    """What a dry-run spec renders with (nothing for a full render); refuses what the mocks cannot make."""
+    if not spec.dry_run:
+        return []
+    from i2v_dagster.specfile import rehearsal
+
+    lines = ["dry run: checked against the adapters the spec names, rendered with the mocks (no model loads)"]
+    rehearsal(spec, log=lines.append)
+    return lines
 
 
 def _doctor_lines() -> list[tuple[str, bool | None, str]]:
@@ -155,11 +169,14 @@ def cmd_run(args: argparse.Namespace) -> int:
     from i2v_dagster.specfile import load_spec
 
     spec = load_spec(args.spec, args.set)
+    dry_run = dry_run_lines(spec)
     home = ensure_dagster_home()
     import dagster as dg
 
     from i2v_dagster.definitions import render_video_job
 
+    for line in dry_run:
+        print(line)
     print(f"rendering {spec.name!r} (DAGSTER_HOME={home})", flush=True)
     instance = dg.DagsterInstance.get()
     result = dg.execute_job(
@@ -182,6 +199,37 @@ def cmd_run(args: argparse.Namespace) -> int:
     return 0 if result.success else 1
 
 
+def cmd_import(args: argparse.Namespace) -> int:
+    """A seed-scaffold job spec -> this project's job file (run config), with a note per scaffold key."""
+    from i2v_dagster.errors import SpecError
+    from i2v_dagster.fsutil import write_text_atomic
+    from i2v_dagster.scaffold import convert, job_file_text, with_overrides
+    from i2v_dagster.specfile import parse_spec, read_document
+
+    source = Path(args.spec)
+    conversion = convert(read_document(source), source=str(source), name=args.name, base_dir=source.parent)
+    print(f"{source}: seed-scaffold job spec -> video {conversion.name!r}")
+    for note in conversion.notes:
+        print(f"  {note}")
+    data = with_overrides(conversion.spec, args.set)
+    try:
+        spec = parse_spec(data)
+        dry_run = dry_run_lines(spec)
+    except SpecError as exc:
+        raise SpecError(f"{exc}\n  (set a field with `i2v import {source} --set FIELD=VALUE`)") from None
+    out = Path(args.out) if args.out else Path("jobs") / f"{spec.name}.yaml"
+    if out.exists() and not args.force:
+        raise SpecError(f"{out} exists; pass --force to replace it, or --out another file")
+    if out.exists() and not out.is_file():
+        raise SpecError(f"{out}: not a regular file")
+    write_text_atomic(out, job_file_text(data, conversion, overrides=args.set))
+    print(f"wrote {out}")
+    for line in dry_run:
+        print(f"  {line}")
+    print(f"  i2v validate {out}\n  i2v run {out}")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="i2v", description=__doc__.splitlines()[0])
     sub = parser.add_subparsers(dest="command", required=True)
@@ -200,6 +248,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("spec")
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE")
     p.set_defaults(func=cmd_run)
+    p = sub.add_parser("import", help="convert a seed-scaffold job spec (job_name, shots, model.id)")
+    p.add_argument("spec")
+    p.add_argument("--out", help="job file to write (default: jobs/<name>.yaml)")
+    p.add_argument("--name", help="video name (default: made from job_name)")
+    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="override a field")
+    p.add_argument("--force", action="store_true", help="replace an existing --out file")
+    p.set_defaults(func=cmd_import)
     return parser
 
 

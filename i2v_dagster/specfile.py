@@ -11,6 +11,7 @@ from __future__ import annotations
 import copy
 import json
 import tempfile
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -18,7 +19,7 @@ import yaml
 from pydantic import ValidationError
 
 from i2v_dagster.errors import SpecError
-from i2v_dagster.spec import JobSpec
+from i2v_dagster.spec import NONE, JobSpec
 
 MAX_DOCUMENT_BYTES = 1_000_000
 MAX_YAML_NODES = 100_000
@@ -136,7 +137,18 @@ def extract_spec_dict(data: Any, *, source: str = "spec") -> dict[str, Any]:
 
 
 def read_spec_file(path: str | Path) -> dict[str, Any]:
-    return extract_spec_dict(read_document(path), source=str(path))
+    data = extract_spec_dict(read_document(path), source=str(path))
+    refuse_scaffold(data, source=str(path))
+    return data
+
+
+def refuse_scaffold(data: dict[str, Any], *, source: str) -> None:
+    """A seed-scaffold job spec (``job_name``, ``shots``, ``model.id``) is refused in one line that names
+    ``i2v import`` (pydantic would list every scaffold key as unknown instead)."""
+    from i2v_dagster.scaffold import looks_like_scaffold, scaffold_hint
+
+    if looks_like_scaffold(data):
+        raise SpecError(scaffold_hint(data, source))
 
 
 # ---- overrides -------------------------------------------------------------------------------------------
@@ -310,3 +322,66 @@ def folder_problems(field: str, value: str) -> list[str]:
         what = "is not a writable folder" if probe_dir == path else f"cannot be created under {probe_dir}"
         return [f"{field}: {path} {what} ({exc.strerror})"]
     return []
+
+
+# ---- dry run ---------------------------------------------------------------------------------------------
+
+REHEARSAL_MOCKS = {
+    "ollama": "mock_script",
+    "bark": "mock_speech",
+    "flux_schnell": "mock_image",
+    "cogvideox_5b_i2v": "mock_video",
+    "cogvideox15_5b_i2v": "mock_video",
+    "wan22_ti2v_5b": "mock_video",
+    "hunyuan_i2v": "mock_video",
+    "clip": NONE,
+}
+"""Real adapter -> what a dry run uses instead (the ``spec`` writer, the mocks and ``none`` stay)."""
+
+
+def rehearsal(spec: JobSpec, log: Callable[[str], None] | None = None) -> JobSpec:
+    """What a dry run (``dry_run: true``) renders: ``spec`` with every real adapter swapped for its mock
+    (the scorer for ``none``), the swapped roles' settings (model, revision, dtype, quantization, options)
+    back to their defaults, and size, fps and frames per clip kept.
+
+    The spec is first checked against the REAL adapters' rules, so a rehearsal still refuses a size or
+    frame rate the real model cannot make. Where the mock makes fewer frames per clip than the real job
+    plans, ``max_clip_frames`` becomes the mock's limit (more, shorter clips); otherwise it is pinned to
+    the real job's value. Each change is passed to ``log`` as one line. Raises :class:`SpecError`.
+    """
+    from i2v_dagster.models.registry import ROLES, get_adapter_info, max_clip_frames, settings_for
+
+    say = log or (lambda _line: None)
+    problems = spec_problems(spec, check_files=False)
+    if problems:
+        raise SpecError("invalid job spec:\n  " + "\n  ".join(problems))
+    data = spec.model_dump()
+    swapped = []
+    for role in ROLES:
+        choice = getattr(spec.models, role)
+        mock = REHEARSAL_MOCKS.get(choice.adapter)
+        if mock is None:
+            continue
+        data["models"][role] = {"adapter": mock}
+        swapped.append(role)
+        say(f"dry run: models.{role}.adapter {choice.adapter} -> {mock} (its settings back to defaults)")
+    real_frames = max_clip_frames(spec)
+    if "video" in swapped:
+        video = get_adapter_info(data["models"]["video"]["adapter"])
+        mock_frames = video.constraints_for(
+            settings_for(JobSpec.model_validate(data).models.video)
+        ).usable_frames
+        frames = min(real_frames, mock_frames)
+        data["max_clip_frames"] = frames
+        if frames < real_frames:
+            say(
+                f"dry run: max_clip_frames {frames}: {video.name} makes at most {mock_frames} frames per "
+                f"clip, {spec.models.video.adapter} {real_frames} (the rehearsal has more, shorter clips)"
+            )
+    rehearsed = JobSpec.model_validate(data)
+    problems = spec_problems(rehearsed, check_files=False)
+    if problems:
+        raise SpecError("dry run: the mock adapters cannot rehearse this spec:\n  " + "\n  ".join(problems))
+    if not swapped:
+        say("dry run: every adapter is already a mock (or the spec writer)")
+    return rehearsed

@@ -522,12 +522,6 @@ def test_i2v_run_says_it_is_a_dry_run(capsys, tmp_path, monkeypatch):
 
 
 @pytest.mark.slow
-@pytest.mark.xfail(
-    strict=True,
-    reason="the Dagster layer does not call specfile.rehearsal yet: the `script` asset (its writer) and "
-    "defs.common.load_video (every later asset) must use rehearsal(spec) when spec.dry_run; drop this marker "
-    "when they do",
-)
 def test_a_real_dry_run_job_renders_on_the_mocks_through_dagster(tmp_path):
     data = read_document(EXAMPLE_WAN)
     data["output_root"] = str(tmp_path)

@@ -30,7 +30,9 @@ def claim_run(instance: dg.DagsterInstance, run_id: str) -> None:
     instance.add_run_tags(run_id, {HOST_TAG: socket.gethostname(), PID_TAG: str(os.getpid())})
 
 
-def reap_dead_runs(instance: dg.DagsterInstance, log: logging.Logger, *, skip: str | None = None) -> list[str]:
+def reap_dead_runs(
+    instance: dg.DagsterInstance, log: logging.Logger, *, skip: str | None = None
+) -> list[str]:
     """Fail every live-status run of this host whose process is gone, and free its pool slots."""
     host = socket.gethostname()
     reaped = []
@@ -38,7 +40,12 @@ def reap_dead_runs(instance: dg.DagsterInstance, log: logging.Logger, *, skip: s
     for record in records:
         run = record.dagster_run
         pid = run.tags.get(PID_TAG, "")
-        if run.run_id == skip or run.tags.get(HOST_TAG) != host or not pid.isdigit() or process_alive(int(pid)):
+        if (
+            run.run_id == skip
+            or run.tags.get(HOST_TAG) != host
+            or not pid.isdigit()
+            or process_alive(int(pid))
+        ):
             continue
         message = (
             f"run {run.run_id} ({run.job_name}) was {run.status.value} but its process {pid} on {host} is "

@@ -23,7 +23,7 @@ from i2v_dagster.models.registry import max_clip_frames, settings_for
 from i2v_dagster.paths import VideoPaths
 from i2v_dagster.planning import plan_timeline, scene_frames
 from i2v_dagster.spec import derive_seed
-from i2v_dagster.specfile import parse_spec
+from i2v_dagster.specfile import parse_spec, rehearsal
 
 SILENT_SCENE_S = 2.0
 DEFAULT_RATE = 24_000
@@ -48,6 +48,10 @@ def script(
             f"but the run's partition is {context.partition_key!r}",
             allow_retries=False,
         )
+    try:
+        run_spec = rehearsal(config, log=context.log.info) if config.dry_run else config
+    except SpecError as exc:
+        raise dg.Failure(description=str(exc), allow_retries=False) from None
     paths = VideoPaths.for_video(config.outputs_root or outputs.root, config.name)
     stale = remove_stale_temporaries(paths.root)
     if stale:
@@ -57,9 +61,9 @@ def script(
             ", ".join(paths.rel(p) for p in stale[:12]),
         )
     started = time.monotonic()
-    choice = config.models.script
+    choice = run_spec.models.script
     with residency.use(choice.adapter, settings_for(choice)) as writer:
-        written = writer.write(config)
+        written = writer.write(run_spec)
     write_json_atomic(paths.spec, config.model_dump(mode="json"))
     write_json_atomic(paths.script, written.model_dump(mode="json"))
     context.log.info(

@@ -9,6 +9,7 @@ i2v import scaffold_job.yaml            # a seed-scaffold job spec -> jobs/<name
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import shutil
@@ -165,6 +166,82 @@ def cmd_home(args: argparse.Namespace) -> int:
     return 0
 
 
+PHASES = {
+    "script": "writing the script",
+    "narration": "narration",
+    "keyframes": "keyframes",
+    "clips": "clips",
+    "stitched_video": "stitching",
+    "bundle": "bundling",
+}
+
+
+class ProgressBar:
+    """``i2v run``'s live bar (rich): the phase, clip i of N with its step, and the ETA the pipeline
+    estimates; Dagster's own console lines are kept to warnings and errors while it shows."""
+
+    def __init__(self, video: str) -> None:
+        from rich.console import Console
+        from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
+
+        self.video = video
+        # Dagster captures each step's stdout and stderr (file descriptors 1 and 2) into its compute logs:
+        # the bar writes to a duplicate of the terminal's descriptor, made before the run starts.
+        self.terminal = open(os.dup(sys.stdout.fileno()), "w", buffering=1, encoding="utf-8")  # noqa: SIM115
+        self.bar = Progress(
+            TextColumn("[bold]{task.fields[video]}[/bold] {task.description}"),
+            BarColumn(),
+            TextColumn("{task.completed:.1f}/{task.total:.0f} clips"),
+            TimeElapsedColumn(),
+            TextColumn("ETA {task.fields[eta]}"),
+            console=Console(file=self.terminal, force_terminal=True),
+            redirect_stdout=False,
+            redirect_stderr=False,
+        )
+        self.task = self.bar.add_task("starting", total=1, video=video, eta="?")
+
+    def __enter__(self) -> ProgressBar:
+        from i2v_dagster.progress import listen
+
+        self.bar.start()
+        listen(self.update)
+        return self
+
+    def __exit__(self, *exc) -> None:
+        from i2v_dagster.progress import unlisten
+
+        unlisten(self.update)
+        self.bar.stop()
+        self.terminal.close()
+
+    def update(self, event) -> None:
+        from i2v_dagster.progress import format_seconds
+
+        if event.video != self.video:
+            return
+        fields: dict = {"description": event.text or PHASES.get(event.phase, event.phase)}
+        if event.total:
+            fields.update(total=event.total, completed=event.done, eta=format_seconds(event.eta_s))
+        elif event.phase in ("stitched_video", "bundle"):
+            task = self.bar.tasks[0]
+            fields.update(completed=task.total, eta="0.0 s")
+        self.bar.update(self.task, **fields)
+
+
+def run_outputs(instance, run_id: str) -> dict[str, str]:
+    """The final video's and bundle's paths as this run recorded them (nothing a run did not make)."""
+    import dagster as dg
+
+    found = {}
+    records = instance.get_records_for_run(run_id, of_type=dg.DagsterEventType.ASSET_MATERIALIZATION).records
+    for record in records:
+        mat = record.event_log_entry.asset_materialization
+        name = mat.asset_key.to_user_string()
+        if name in ("stitched_video", "bundle") and "path" in mat.metadata:
+            found["video" if name == "stitched_video" else "bundle"] = str(mat.metadata["path"].value)
+    return found
+
+
 def cmd_run(args: argparse.Namespace) -> int:
     from i2v_dagster.specfile import load_spec
 
@@ -178,25 +255,32 @@ def cmd_run(args: argparse.Namespace) -> int:
     for line in dry_run:
         print(line)
     print(f"rendering {spec.name!r} (DAGSTER_HOME={home})", flush=True)
+    show_bar = args.progress == "on" or (args.progress == "auto" and sys.stdout.isatty())
+    run_config: dict = {"ops": {"script": {"config": spec.model_dump(mode="json")}}}
+    if show_bar:
+        run_config["loggers"] = {"console": {"config": {"log_level": "WARNING"}}}
     instance = dg.DagsterInstance.get()
-    result = dg.execute_job(
-        dg.reconstructable(render_video_job),
-        instance=instance,
-        run_config={"ops": {"script": {"config": spec.model_dump(mode="json")}}},
-        tags={"dagster/partition": spec.name},
-    )
-    from i2v_dagster.defs.common import video_dir_from_storage
-
-    folder = video_dir_from_storage(instance, spec.name)
+    with ProgressBar(spec.name) if show_bar else contextlib.nullcontext():
+        result = dg.execute_job(
+            dg.reconstructable(render_video_job),
+            instance=instance,
+            run_config=run_config,
+            tags={"dagster/partition": spec.name},
+        )
     print(f"run {result.run_id}: {'SUCCESS' if result.success else 'FAILURE'}")
-    if folder is not None:
-        print(f"outputs: {folder}")
-        final = folder / "final" / f"{spec.name}.mp4"
-        if final.is_file():
-            print(f"video:   {final}")
-        for b in sorted((folder / "bundles").glob(f"*-{result.run_id[:8]}.zip")):
-            print(f"bundle:  {b}")
-    return 0 if result.success else 1
+    if not result.success:
+        failure = dg.DagsterEventType.STEP_FAILURE
+        for record in instance.get_records_for_run(result.run_id, of_type=failure).records[:1]:
+            error = record.event_log_entry.dagster_event.event_specific_data.error
+            message = error.cause.message if error.cause is not None else error.message
+            print(f"failed in {record.event_log_entry.step_key}: {message.strip().splitlines()[0]}")
+        print("no video was made by this run; earlier outputs are as they were")
+        return 1
+    made = run_outputs(instance, result.run_id)
+    for label in ("video", "bundle"):
+        if label in made:
+            print(f"{label + ':':9s}{made[label]}")
+    return 0
 
 
 def cmd_import(args: argparse.Namespace) -> int:
@@ -247,6 +331,12 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("run", help="render a video with render_video in this process")
     p.add_argument("spec")
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE")
+    p.add_argument(
+        "--progress",
+        choices=("auto", "on", "off"),
+        default="auto",
+        help="a live progress bar (auto: when the output is a terminal)",
+    )
     p.set_defaults(func=cmd_run)
     p = sub.add_parser("import", help="convert a seed-scaffold job spec (job_name, shots, model.id)")
     p.add_argument("spec")

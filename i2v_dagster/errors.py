@@ -10,6 +10,7 @@ Hierarchy (each also subclasses the fitting builtin, so callers may catch either
     │   └── FFmpegError                  FFmpeg/ffprobe failed; carries the tail of its stderr
     ├── ClipTimeoutError(TimeoutError)   a clip or the run went over its time limit
     ├── ClipRejectedError(RuntimeError)  every attempt at a clip failed its blocking checks
+    ├── VideoBusyError(RuntimeError)     another run is writing the same video
     ├── ScriptWriterError(RuntimeError)  the script writer (e.g. Ollama) is unreachable or answered badly
     ├── ScorerUnavailableError(RuntimeError)  a scorer has no weights; no score is made up
     └── PrefetchError(RuntimeError)      weight prefetch failed (gated repo without a token, ...)
@@ -64,6 +65,10 @@ class ClipRejectedError(I2VError, RuntimeError):
         self.clip = clip
         self.attempts = list(attempts or [])
         super().__init__(message)
+
+
+class VideoBusyError(I2VError, RuntimeError):
+    """Another run holds the video's lock (one writer per video)."""
 
 
 class ScriptWriterError(I2VError, RuntimeError):

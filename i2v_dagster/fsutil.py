@@ -11,6 +11,8 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+from i2v_dagster.errors import MediaError
+
 TMP_MARK = ".tmp-"
 """Every temporary file is named ``.<stem>.tmp-<pid>-<random><suffix>`` beside its destination."""
 
@@ -37,11 +39,18 @@ def scratch_path(near: str | Path) -> Iterator[Path]:
 def atomic_path(dest: str | Path) -> Iterator[Path]:
     """Yield a temporary path beside ``dest`` (same suffix); rename it onto ``dest`` on success.
 
-    On an exception the temporary file is removed and ``dest`` is left as it was.
+    On an exception the temporary file is removed and ``dest`` is left as it was; an operating-system error
+    (a full disk, a read-only folder) becomes a :class:`MediaError` naming ``dest``.
     """
-    with scratch_path(dest) as tmp:
-        yield tmp
-        os.replace(tmp, dest)
+    try:
+        with scratch_path(dest) as tmp:
+            yield tmp
+            os.replace(tmp, dest)
+    except OSError as exc:
+        other = (
+            f" ({exc.filename})" if exc.filename and str(exc.filename) not in (str(dest), str(tmp)) else ""
+        )
+        raise MediaError(f"cannot write {dest}: {exc.strerror or exc}{other}") from exc
 
 
 def write_bytes_atomic(dest: str | Path, data: bytes) -> Path:

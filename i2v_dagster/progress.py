@@ -87,3 +87,35 @@ class Progress:
             f"clip {clip_label} of {self.total_clips} {what}; elapsed {format_seconds(self.elapsed())}, "
             f"ETA {format_seconds(self.eta())}"
         )
+
+
+@dataclass(frozen=True)
+class ProgressEvent:
+    """What a step tells listeners in the same process (``i2v run``'s progress bar)."""
+
+    video: str
+    phase: str
+    """script, narration, keyframes, clips, stitched_video, bundle."""
+    done: float = 0.0
+    """Clips finished (with the current clip's steps as a fraction), for the clips phase."""
+    total: int = 0
+    text: str = ""
+    eta_s: float | None = None
+
+
+_listeners: list = []
+
+
+def listen(callback) -> None:
+    """Call ``callback(event)`` for every :class:`ProgressEvent` in this process."""
+    _listeners.append(callback)
+
+
+def unlisten(callback) -> None:
+    if callback in _listeners:
+        _listeners.remove(callback)
+
+
+def notify(event: ProgressEvent) -> None:
+    for callback in list(_listeners):
+        callback(event)

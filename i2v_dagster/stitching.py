@@ -93,13 +93,20 @@ def narration_for(state: VideoState, expected_sha256: str | None) -> Path | None
     return paths.narration
 
 
-def stitch_video(state: VideoState, *, narration_sha256: str | None = None) -> Stitched:
+def stitch_video(
+    state: VideoState, *, narration_sha256: str | None = None, timeline_sha256: str | None = None
+) -> Stitched:
     """Check the inputs, stitch to a scratch file, check it, rename it over the final."""
     from i2v_dagster.media.audio import wav_duration
     from i2v_dagster.media.video import concat, probe
     from i2v_dagster.verify.delivery import Shape, check_shape
 
     spec, paths = state.spec, state.paths
+    if timeline_sha256 is not None and sha256_file(paths.timeline) != timeline_sha256:
+        raise MediaError(
+            f"{paths.rel(paths.timeline)}: changed since `narration` planned it (check: timeline sha256); "
+            "materialize `narration` again"
+        )
     timeline = state.timeline()
     started = time.monotonic()
     files, records = verified_clips(state, timeline)

@@ -79,3 +79,46 @@ def test_run_renders_into_the_dagster_home(capsys, tmp_path):
     assert "SUCCESS" in out and f"video:   {tmp_path / 'demo' / 'final' / 'demo.mp4'}" in out
     assert (tmp_path / "demo" / "final" / "demo.mp4").is_file()
     assert os.path.isdir(os.path.join(os.environ["DAGSTER_HOME"], "storage"))
+
+
+@pytest.mark.slow
+def test_run_in_a_terminal_shows_a_live_progress_bar(tmp_path):
+    """`i2v run` in a pseudo-terminal: rich's bar with the phase, clip i of N with its step, and the ETA."""
+    import os
+    import pty
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[1]
+    home = tmp_path / "home"
+    home.mkdir()
+    args = ["--set", f"outputs_root={tmp_path}", "--set", "width=160", "--set", "height=96"]
+    args += ["--set", "fps=12", "--set", "max_clip_frames=12"]
+    args += ["--set", "models.video.options.seconds_per_step=0.05", "--set", "models.video.options.steps=6"]
+    leader, follower = pty.openpty()
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "i2v_dagster.cli", "run", "jobs/example_mock.yaml", *args],
+        cwd=root,
+        env={**os.environ, "DAGSTER_HOME": str(home), "PYTHONPATH": str(root), "COLUMNS": "160"},
+        stdin=follower,
+        stdout=follower,
+        stderr=follower,
+        close_fds=True,
+    )
+    os.close(follower)
+    chunks = []
+    while True:
+        try:
+            data = os.read(leader, 65536)
+        except OSError:  # the child closed the terminal
+            break
+        if not data:
+            break
+        chunks.append(data)
+    assert proc.wait(timeout=120) == 0
+    screen = b"".join(chunks).decode("utf-8", "replace")
+    assert "━" in screen  # the bar itself
+    assert "clip 3 of" in screen and "step 6 of 6" in screen and "ETA" in screen
+    assert "SUCCESS" in screen and "video:" in screen
+    assert "ASSET_MATERIALIZATION" not in screen  # Dagster's debug lines stay out of the way

@@ -63,3 +63,22 @@ def test_user_paths_hide_the_home_folder(monkeypatch, tmp_path):
     monkeypatch.setenv("HOME", str(tmp_path))
     assert user_path(tmp_path / ".cache" / "huggingface") == "~/.cache/huggingface"
     assert user_path("/opt/models") == "/opt/models"
+
+
+def test_a_full_disk_names_the_file_and_keeps_the_old_one(tmp_path, monkeypatch):
+    import errno
+
+    from i2v_dagster.errors import MediaError
+
+    dest = tmp_path / "clips" / "clip_000.json"
+    write_bytes_atomic(dest, b"old")
+
+    def full(self, data):
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(type(dest), "write_bytes", full)
+    with pytest.raises(MediaError, match=r"cannot write .*clip_000\.json: No space left on device"):
+        write_bytes_atomic(dest, b"new")
+    monkeypatch.undo()
+    assert dest.read_bytes() == b"old"
+    assert sorted(p.name for p in dest.parent.iterdir()) == ["clip_000.json"]

@@ -82,25 +82,27 @@ def check_evaluation(asset: str, outcome: CheckOutcome, *, partition: str) -> dg
     )
 
 
-def stored_outcomes(instance: dg.DagsterInstance, run_id: str, skipped: dict[str, str]) -> list[CheckOutcome]:
-    """Check results of a run, read back from Dagster's event log (for the report)."""
-    out = []
+def stored_outcomes(
+    instance: dg.DagsterInstance, run_id: str, skipped: dict[str, str], *, with_keys: bool = False
+) -> list:
+    """Check results of a run, read back from Dagster's event log (for the report); with ``with_keys``,
+    pairs of (outcome, (asset, check, partition))."""
+    out: list = []
     for ev in check_evaluations(instance, run_id):
         md = {k: v.value for k, v in ev.metadata.items()}
         asset = ev.asset_key.to_user_string()
         where = f"{asset}[{ev.partition}]" if ev.partition else asset
         value = md.get("value")
         threshold = md.get("threshold")
-        out.append(
-            CheckOutcome(
-                name=f"{where}: {ev.check_name}",
-                passed=ev.passed,
-                value=value if isinstance(value, float | int) else None,
-                threshold=threshold if isinstance(threshold, float | int) else None,
-                explanation=str(md.get("explanation", "")),
-                details=md.get("details") or {},
-            )
+        outcome = CheckOutcome(
+            name=f"{where}: {ev.check_name}",
+            passed=ev.passed,
+            value=value if isinstance(value, float | int) else None,
+            threshold=threshold if isinstance(threshold, float | int) else None,
+            explanation=str(md.get("explanation", "")),
+            details=md.get("details") or {},
         )
+        out.append((outcome, (asset, ev.check_name, ev.partition)) if with_keys else outcome)
     for name, reason in skipped.items():
         out.append(CheckOutcome.skipped(name, reason))
     return out

@@ -29,7 +29,7 @@ from i2v_dagster.errors import ClipRejectedError, ClipTimeoutError
 from i2v_dagster.guardrails import shielded
 from i2v_dagster.models.registry import settings_for
 from i2v_dagster.planning import ClipPlan
-from i2v_dagster.progress import Progress
+from i2v_dagster.progress import Progress, ProgressEvent, notify
 from i2v_dagster.render import ClipMaker, MadeClip, Prepared
 from i2v_dagster.state import VideoState
 from i2v_dagster.verify.chain import outcome_from_record
@@ -115,11 +115,23 @@ def clip_metadata(state: VideoState, record: dict, *, reused: bool = False) -> d
     return md
 
 
-def step_logger(context: dg.AssetExecutionContext, progress: Progress):
-    """The model's per-step callback: progress lines in the run log, never cut by the clip's alarm."""
+def step_logger(context: dg.AssetExecutionContext, progress: Progress, video: str):
+    """The model's per-step callback: progress lines in the run log (never cut by the clip's alarm), and
+    progress events for listeners in this process."""
 
     def on_step(plan: ClipPlan, step) -> None:
         progress.step(step.seconds)
+        eta = progress.eta(step.step, step.total)
+        notify(
+            ProgressEvent(
+                video=video,
+                phase="clips",
+                done=progress.done_clips + step.step / max(step.total, 1),
+                total=progress.total_clips,
+                text=f"clip {plan.index + 1} of {progress.total_clips}, step {step.step} of {step.total}",
+                eta_s=eta,
+            )
+        )
         if progress.should_report(step.step, step.total):
             with shielded():
                 context.log.info(progress.step_line(plan.key, step.step, step.total, step.seconds))
@@ -181,7 +193,7 @@ def clips(
     plans = state.timeline().clips
     ensure_clip_ids(context.instance, len(plans))
     progress = Progress(total_clips=len(plans))
-    maker = ClipMaker(state, log=context.log, on_step=step_logger(context, progress))
+    maker = ClipMaker(state, log=context.log, on_step=step_logger(context, progress, state.name))
     choice = state.spec.models.video
     budget = Budget(state.spec.clip_time_limit_s)
     started = time.monotonic()
@@ -213,6 +225,16 @@ def clips(
             records.append(made.record)
             for event in clip_events(state, made):
                 context.log_event(event)
+            notify(
+                ProgressEvent(
+                    video=state.name,
+                    phase="clips",
+                    done=progress.done_clips,
+                    total=len(plans),
+                    text=f"clip {plan.index + 1} of {len(plans)} {'reused' if made.reused else 'done'}",
+                    eta_s=progress.eta(),
+                )
+            )
     remove_stale_clips(context, state, len(plans))
     total = time.monotonic() - started
     keys = [r["content_key"] for r in records]
@@ -258,7 +280,7 @@ def clip(
             allow_retries=False,
         )
     progress = Progress(total_clips=1)
-    maker = ClipMaker(state, log=context.log, on_step=step_logger(context, progress))
+    maker = ClipMaker(state, log=context.log, on_step=step_logger(context, progress, video))
     prepared = maker.prepare(plans[index])
     made = maker.reuse(prepared)
     if made is not None:

@@ -85,8 +85,12 @@ def build_manifest(
     video: str,
     files: dict[str, Path],
     clip_count: int,
+    video_dir: Path | None = None,
+    check_runs: list[str] | None = None,
 ) -> dict[str, Any]:
-    """``files`` maps bundle-relative names to files on disk."""
+    """``files`` maps bundle-relative names to files on disk; ``check_runs`` the runs whose check results
+    describe the bundled artefacts (default: this run). Paths under ``video_dir`` (or its outputs root)
+    are written relative to the video folder, and the user's home as ``~``."""
     run = instance.get_run_by_id(run_id)
     wanted = [(asset, video) for asset in VIDEO_ASSETS]
     wanted += [("clip", f"{clip_id(i)}|{video}") for i in range(clip_count)]
@@ -114,7 +118,7 @@ def build_manifest(
         },
         "steps": step_stats,
         "materializations": materializations,
-        "checks": check_results(instance, run_id),
+        "checks": [c for r in (check_runs or [run_id]) for c in check_results(instance, r)],
         "files": {
             name: {"sha256": sha256_file(path), "bytes": path.stat().st_size}
             for name, path in sorted(files.items())
@@ -122,4 +126,21 @@ def build_manifest(
         "hf_cache": hf_cache_locations(),
     }
     secrets = [v for k, v in os.environ.items() if k in ("HF_TOKEN", "HUGGING_FACE_HUB_TOKEN") and v]
-    return scrub(manifest, secrets)
+    return relative_paths(scrub(manifest, secrets), video_dir)
+
+
+def relative_paths(value: Any, video_dir: Path | None) -> Any:
+    """Absolute paths inside the video folder or its outputs root made relative to the video folder, and
+    the user's home written ``~``: a manifest holds no machine's layout."""
+    if isinstance(value, dict):
+        return {k: relative_paths(v, video_dir) for k, v in value.items()}
+    if isinstance(value, list):
+        return [relative_paths(v, video_dir) for v in value]
+    if not isinstance(value, str) or not value.startswith("/"):
+        return value
+    if video_dir is not None:
+        root = video_dir.resolve()
+        for base in (root, root.parent):
+            if value == str(base) or value.startswith(str(base) + os.sep):
+                return os.path.relpath(value, root)
+    return user_path(value)

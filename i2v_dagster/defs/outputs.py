@@ -8,13 +8,16 @@ from __future__ import annotations
 
 import os
 import re
+from pathlib import Path
 from typing import Any
 
 import dagster as dg
-from pydantic import Field
+from pydantic import Field, PrivateAttr
 
+from i2v_dagster import videolock
 from i2v_dagster.defs.partitions import CLIP_IDS, VIDEOS
 from i2v_dagster.errors import SpecError
+from i2v_dagster.paths import VideoPaths
 from i2v_dagster.spec import NAME_PATTERN
 
 
@@ -23,11 +26,13 @@ def default_outputs_root() -> str:
 
 
 class OutputsResource(dg.ConfigurableResource):
-    """The default outputs root (a spec's ``outputs_root`` overrides it for that video)."""
+    """The default outputs root (a spec's ``outputs_root`` overrides it for that video). For each run it
+    also registers the run's video partition and holds the video's lock (one writer per video)."""
 
     root: str = Field(
         default_factory=default_outputs_root, description="Folder under which each video gets its own folder."
     )
+    _locked: tuple[str, str] | None = PrivateAttr(default=None)
 
     def setup_for_execution(self, context: dg.InitResourceContext) -> None:
         from i2v_dagster.defs.runs import claim_run, reap_dead_runs
@@ -42,11 +47,30 @@ class OutputsResource(dg.ConfigurableResource):
         video = tags.get("dagster/partition/video") or tags.get("dagster/partition")
         if not video or "|" in video or not re.fullmatch(NAME_PATTERN, video) or not _spec_ok(run.run_config):
             return
+        folder = self.video_folder(instance, run.run_config, video)
+        videolock.acquire(folder, video=video, run_id=run.run_id)
+        self._locked = (str(folder), run.run_id)
         if not instance.has_dynamic_partition(VIDEOS.name, video):
             instance.add_dynamic_partitions(VIDEOS.name, [video])
         clip = tags.get("dagster/partition/clip")
         if clip and not instance.has_dynamic_partition(CLIP_IDS.name, clip):
             instance.add_dynamic_partitions(CLIP_IDS.name, [clip])
+
+    def teardown_after_execution(self, context: dg.InitResourceContext) -> None:
+        if self._locked is not None:
+            folder, run_id = self._locked
+            videolock.release(Path(folder), run_id=run_id)
+            self._locked = None
+
+    def video_folder(self, instance: dg.DagsterInstance, run_config: dict[str, Any], video: str) -> Path:
+        """Where the run's video lives: the spec's outputs root when the run carries a spec, else where the
+        video's latest `script` materialization recorded it, else under this resource's root."""
+        from i2v_dagster.defs.common import video_dir_from_storage
+
+        spec = ((run_config or {}).get("ops") or {}).get("script", {}).get("config")
+        if spec is not None:
+            return VideoPaths.for_video(spec.get("outputs_root") or self.root, video).root
+        return video_dir_from_storage(instance, video) or VideoPaths.for_video(self.root, video).root
 
 
 def _spec_ok(run_config: dict[str, Any]) -> bool:

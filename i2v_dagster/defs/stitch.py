@@ -19,7 +19,9 @@ from i2v_dagster.defs.residency import ModelResidency
 from i2v_dagster.defs.storage import latest_materialization
 from i2v_dagster.defs.story import narration
 from i2v_dagster.errors import MediaError
+from i2v_dagster.fsutil import sha256_file
 from i2v_dagster.models.registry import settings_for
+from i2v_dagster.progress import ProgressEvent, notify
 from i2v_dagster.state import VideoState
 from i2v_dagster.stitching import make_pictures, stitch_video
 from i2v_dagster.verify import CheckOutcome
@@ -40,13 +42,17 @@ def scorer_skip_reason(state: VideoState) -> str | None:
     return scorer_availability(settings_for(choice))
 
 
-def recorded_narration_sha256(context, video: str) -> str | None:
-    """The narration's sha256 as its latest materialization recorded it (None: nothing recorded)."""
+def recorded_narration(context, video: str, key: str) -> str | None:
+    """A value the latest `narration` materialization recorded (None: nothing recorded)."""
     record = latest_materialization(context.instance, narration.key, video)
     if record is None:
         return None
-    value = record.asset_materialization.metadata.get("narration_sha256")
+    value = record.asset_materialization.metadata.get(key)
     return str(value.value) if value is not None else None
+
+
+def recorded_narration_sha256(context, video: str) -> str | None:
+    return recorded_narration(context, video, "narration_sha256")
 
 
 @dg.asset(
@@ -58,9 +64,14 @@ def recorded_narration_sha256(context, video: str) -> str | None:
 )
 def stitched_video(context: dg.AssetExecutionContext, outputs: OutputsResource) -> dg.MaterializeResult:
     state = load_video(context, outputs, context.partition_key)
+    notify(ProgressEvent(video=state.name, phase="stitched_video"))
     spec, paths = state.spec, state.paths
     try:
-        done = stitch_video(state, narration_sha256=recorded_narration_sha256(context, state.name))
+        done = stitch_video(
+            state,
+            narration_sha256=recorded_narration_sha256(context, state.name),
+            timeline_sha256=recorded_narration(context, state.name, "timeline_sha256"),
+        )
     except MediaError as exc:  # an input or the new file failed a check: the previous final is kept
         raise dg.Failure(description=str(exc), allow_retries=False) from None
     context.log.info(
@@ -76,6 +87,7 @@ def stitched_video(context: dg.AssetExecutionContext, outputs: OutputsResource) 
     metadata = {
         "file": path_md(paths, done.path),
         "path": dg.MetadataValue.path(str(done.path)),
+        "sha256": sha256_file(done.path),
         "clips": len(done.records),
         "clip_content_keys": dg.MetadataValue.json([r["content_key"][:12] for r in done.records.values()]),
         "frames": done.frames,

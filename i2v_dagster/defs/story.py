@@ -22,6 +22,7 @@ from i2v_dagster.media.audio import pad_to, read_wav, write_wav
 from i2v_dagster.models.registry import max_clip_frames, settings_for
 from i2v_dagster.paths import VideoPaths
 from i2v_dagster.planning import plan_timeline, scene_frames
+from i2v_dagster.progress import ProgressEvent, notify
 from i2v_dagster.spec import derive_seed
 from i2v_dagster.specfile import parse_spec, rehearsal
 
@@ -52,6 +53,7 @@ def script(
         run_spec = rehearsal(config, log=context.log.info) if config.dry_run else config
     except SpecError as exc:
         raise dg.Failure(description=str(exc), allow_retries=False) from None
+    notify(ProgressEvent(video=config.name, phase="script"))
     paths = VideoPaths.for_video(config.outputs_root or outputs.root, config.name)
     stale = remove_stale_temporaries(paths.root)
     if stale:
@@ -147,6 +149,7 @@ def narration(
     context: dg.AssetExecutionContext, outputs: OutputsResource, residency: ModelResidency
 ) -> dg.MaterializeResult:
     state = load_video(context, outputs, context.partition_key)
+    notify(ProgressEvent(video=state.name, phase="narration"))
     spec, paths, scenes = state.spec, state.paths, state.script().scenes
     started = time.monotonic()
     fps = spec.fps
@@ -179,6 +182,7 @@ def narration(
     write_json_atomic(paths.timeline, timeline.to_dict())
     metadata: dict = {
         "timeline": path_md(paths, paths.timeline),
+        "timeline_sha256": sha256_file(paths.timeline),
         "scene_durations_s": dg.MetadataValue.json([round(d, 4) for d in durations]),
         "scene_frames": dg.MetadataValue.json([s.frames for s in timeline.scenes]),
         "planned_clips": len(timeline.clips),
@@ -215,6 +219,7 @@ def keyframes(
     context: dg.AssetExecutionContext, outputs: OutputsResource, residency: ModelResidency
 ) -> dg.MaterializeResult:
     state = load_video(context, outputs, context.partition_key)
+    notify(ProgressEvent(video=state.name, phase="keyframes"))
     spec, paths = state.spec, state.paths
     written = state.script()
     choice = spec.models.image

@@ -24,7 +24,6 @@ from __future__ import annotations
 
 import json
 import shutil
-import tempfile
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from functools import cache
@@ -89,20 +88,30 @@ def _write_json(path: Path, data: Any) -> None:
     path.write_text(json.dumps(data, indent=2) + "\n", encoding="utf-8")
 
 
+def _shard_count(module: Any, size: int) -> int:
+    from huggingface_hub import split_torch_state_dict_into_shards
+
+    state = {k: v for k, v in module.state_dict().items() if v.device.type != "meta"}
+    return len(split_torch_state_dict_into_shards(state, max_shard_size=size).filename_to_tensors)
+
+
 def _save_sharded(module: Any, folder: Path, shards: int) -> None:
-    """``module.save_pretrained(folder)`` in ``shards`` safetensors files (one unsharded file for 1)."""
+    """``module.save_pretrained(folder)`` in ``shards`` safetensors files (one unsharded file for 1): the
+    ``max_shard_size`` is searched on huggingface_hub's split (what both libraries save with), then
+    checked on the files saved."""
     if shards <= 1:
         module.save_pretrained(folder)
         return
     low, high = 1, sum(t.numel() * t.element_size() for t in module.state_dict().values())
     while low <= high:
         size = (low + high) // 2
-        with tempfile.TemporaryDirectory() as scratch:
-            module.save_pretrained(scratch, max_shard_size=size)
-            made = sum(1 for p in Path(scratch).iterdir() if p.suffix == ".safetensors")
-            if made == shards:
-                shutil.copytree(scratch, folder, dirs_exist_ok=True)
+        made = _shard_count(module, size)
+        if made == shards:
+            module.save_pretrained(folder, max_shard_size=size)
+            saved = sum(1 for p in folder.iterdir() if p.suffix == ".safetensors")
+            if saved == shards:
                 return
+            raise ValueError(f"{type(module).__name__} saved in {saved} shards, not {shards}")
         low, high = (size + 1, high) if made > shards else (low, size - 1)
     raise ValueError(f"no max_shard_size saves {type(module).__name__} in {shards} shards")
 
@@ -265,11 +274,33 @@ def _diffusers_folder(layout: Layout, folder: Path, pipe: Any, tokenizers: dict[
     _write_json(folder / "model_index.json", layout.model_index)
 
 
-def _video(adapter: str, tokenizers: dict[str, Callable[[Path], None]]):
+TOKENIZERS: dict[str, dict[str, Callable[[Path], None]]] = {
+    "cogvideox_5b_i2v": {"tokenizer": write_t5_spiece_only},
+    "cogvideox15_5b_i2v": {"tokenizer": write_t5_spiece_only},
+    "wan22_ti2v_5b": {"tokenizer": lambda f: write_t5_fast(f, extra_ids=300)},
+    "hunyuan_i2v": {
+        "tokenizer": lambda f: write_fast_tokenizer(f, toks.llama_tokenizer()),
+        "tokenizer_2": write_clip_bpe,
+    },
+    "flux_schnell": {"tokenizer": write_clip_bpe, "tokenizer_2": write_t5_fast},
+}
+"""Per diffusers adapter: tokenizer folder -> the writer of its files in the repo's formats."""
+
+
+def write_pipeline_layout(adapter: str, pipe: Any, folder: str | Path) -> Path:
+    """Save ``pipe`` (modules of any size, e.g. full size with random weights) into ``folder`` in the
+    layout of ``adapter``'s repo, tokenizers written in the repo's formats; stand-ins for the rest."""
+    folder = Path(folder)
+    layout = load_layout(adapter)
+    _diffusers_folder(layout, folder, pipe, TOKENIZERS[adapter])
+    return _finish(layout, folder)
+
+
+def _video(adapter: str) -> Callable[[Layout, Path], None]:
     def build(layout: Layout, folder: Path) -> None:
         from i2v_dagster_tests.models.tiny_video import build_tiny_pipeline
 
-        _diffusers_folder(layout, folder, build_tiny_pipeline(adapter), tokenizers)
+        _diffusers_folder(layout, folder, build_tiny_pipeline(adapter), TOKENIZERS[adapter])
 
     return build
 
@@ -277,8 +308,7 @@ def _video(adapter: str, tokenizers: dict[str, Callable[[Path], None]]):
 def _flux(layout: Layout, folder: Path) -> None:
     from i2v_dagster_tests.models.tiny_flux import build_tiny_flux
 
-    tokenizers = {"tokenizer": write_clip_bpe, "tokenizer_2": write_t5_fast}
-    _diffusers_folder(layout, folder, build_tiny_flux(), tokenizers)
+    _diffusers_folder(layout, folder, build_tiny_flux(), TOKENIZERS["flux_schnell"])
 
 
 def _bark(layout: Layout, folder: Path) -> None:
@@ -331,20 +361,25 @@ def _clip(layout: Layout, folder: Path) -> None:
 
 
 BUILDERS: dict[str, Callable[[Layout, Path], None]] = {
-    "cogvideox_5b_i2v": _video("cogvideox_5b_i2v", {"tokenizer": write_t5_spiece_only}),
-    "cogvideox15_5b_i2v": _video("cogvideox15_5b_i2v", {"tokenizer": write_t5_spiece_only}),
-    "wan22_ti2v_5b": _video("wan22_ti2v_5b", {"tokenizer": lambda f: write_t5_fast(f, extra_ids=300)}),
-    "hunyuan_i2v": _video(
-        "hunyuan_i2v",
-        {
-            "tokenizer": lambda f: write_fast_tokenizer(f, toks.llama_tokenizer()),
-            "tokenizer_2": write_clip_bpe,
-        },
-    ),
+    **{a: _video(a) for a in ("cogvideox_5b_i2v", "cogvideox15_5b_i2v", "wan22_ti2v_5b", "hunyuan_i2v")},
     "flux_schnell": _flux,
     "bark": _bark,
     "clip": _clip,
 }
+
+
+def _finish(layout: Layout, folder: Path) -> Path:
+    """Stand-ins for the files adapters never read, then check the folder holds exactly the layout."""
+    for path, fmt in layout.files.items():
+        if fmt in ("other", "other-weights"):
+            _stand_in(folder / path, fmt)
+    made = folder_files(folder)
+    if made != set(layout.files):
+        raise AssertionError(
+            f"{layout.adapter}: the folder differs from {layout.repo}'s layout: "
+            f"extra {sorted(made - set(layout.files))}, missing {sorted(set(layout.files) - made)}"
+        )
+    return folder
 
 
 def build_layout(adapter: str, folder: str | Path) -> Path:
@@ -356,16 +391,7 @@ def build_layout(adapter: str, folder: str | Path) -> Path:
     folder.mkdir(parents=True, exist_ok=True)
     layout = load_layout(adapter)
     BUILDERS[adapter](layout, folder)
-    for path, fmt in layout.files.items():
-        if fmt in ("other", "other-weights"):
-            _stand_in(folder / path, fmt)
-    made = folder_files(folder)
-    if made != set(layout.files):
-        raise AssertionError(
-            f"{adapter}: the tiny folder differs from {layout.repo}'s layout: "
-            f"extra {sorted(made - set(layout.files))}, missing {sorted(set(layout.files) - made)}"
-        )
-    return folder
+    return _finish(layout, folder)
 
 
 def to_hub_cache(folder: Path, files: Iterable[str], cache_dir: Path, layout: Layout) -> Path:

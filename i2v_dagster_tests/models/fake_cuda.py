@@ -48,9 +48,18 @@ def load_on_fake_cuda(
     ``load`` is False (the caller loads, e.g. to catch an error)."""
     import diffusers
     import torch
+    import transformers
 
     from i2v_dagster.models.registry import build_adapter, get_adapter_info
 
+    # Import what loading touches while torch still says "no CUDA" (bitsandbytes, imported on the way,
+    # picks its CUDA backend when torch says CUDA is there).
+    pipeline_cls = getattr(diffusers, get_adapter_info(name).cls.pipeline_class)
+    for lib, config in [
+        (diffusers, "PipelineQuantizationConfig"),
+        *[(lib, c) for lib in (diffusers, transformers) for c in ("TorchAoConfig", "BitsAndBytesConfig")],
+    ]:
+        getattr(lib, config)
     fake_cuda(monkeypatch, free_gb=free_gb)
     result = FakeLoad(adapter=build_adapter(name, settings))
 
@@ -60,7 +69,6 @@ def load_on_fake_cuda(
         pipe.vae.dtype = torch.float32
         return pipe
 
-    pipeline_cls = getattr(diffusers, get_adapter_info(name).cls.pipeline_class)
     monkeypatch.setattr(pipeline_cls, "from_pretrained", from_pretrained)
     if load:
         result.adapter.load()

@@ -53,6 +53,8 @@ def test_registry_entry_and_class_facts():
         info.allow_patterns
     )
     assert FluxSchnell.weights_gb < FluxSchnell.weights_gb_bf16
+    # NF4: transformer 6.69 + T5-XXL 4.32 (its wo layers stay bf16) + CLIP 0.25 + VAE 0.17 GB
+    assert FluxSchnell.weights_gb == 11.4
 
 
 def test_generate_makes_an_rgb_image_of_the_requested_size(flux, tiny_folder):

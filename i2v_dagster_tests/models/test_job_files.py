@@ -9,7 +9,6 @@ from pathlib import Path
 import pytest
 import yaml
 
-from i2v_dagster.models.memory import free_gb_for_card, plan_video_job
 from i2v_dagster.models.registry import get_adapter_info
 from i2v_dagster.spec import load_spec
 
@@ -43,6 +42,8 @@ def _models(spec):
 
 @pytest.mark.parametrize("name", REAL_JOBS)
 def test_job_states_its_card_and_every_gpu_stage_fits_it(name):
+    from i2v_dagster.models.memory import free_gb_for_card, plan_video_job
+
     raw, spec = _job(name)
     card = raw.get("target_gpu_gb")
     assert card in (24, 80), f"{name}: target_gpu_gb must say which card the job is written for"
@@ -73,6 +74,8 @@ def test_clip_time_limit_allows_the_model_cards_time(name):
 
 def test_a_24_gb_card_cannot_hold_hunyuan_without_streaming_layers():
     """Why the HunyuanVideo-I2V job targets an 80 GB card."""
+    from i2v_dagster.models.memory import free_gb_for_card, plan_video_job
+
     _, spec = _job("hunyuan_i2v.yaml")
     clips = next(
         p

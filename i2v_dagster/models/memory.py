@@ -324,6 +324,8 @@ class Placement:
     text_encoder_quantization: str = "none"
     offload: Offload = "none"
     vae_tiling: bool = True
+    has_vae: bool = True
+    """False for models without a VAE (Bark, CLIP): no tiling to speak of."""
 
     @property
     def cpu_offload(self) -> bool:
@@ -336,10 +338,9 @@ class Placement:
             if self.text_encoder_quantization != "none":
                 quant += " + text encoder"
         offload = {"none": "all on GPU", "model": "model CPU offload", "sequential": "sequential CPU offload"}
-        tiling = "VAE tiling" if self.vae_tiling else "no VAE tiling"
-        if device != "cuda":
-            return f"{self.dtype}, {quant}, {tiling}"
-        return f"{self.dtype}, {quant}, {offload[self.offload]}, {tiling}"
+        tiling = [("VAE tiling" if self.vae_tiling else "no VAE tiling")] if self.has_vae else []
+        where = [] if device != "cuda" else [offload[self.offload]]
+        return ", ".join([self.dtype, quant, *where, *tiling])
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -606,7 +607,8 @@ def _plan_small(
     adapter: str, settings: AdapterSettings, *, stage: str, free_gb: float, device: str
 ) -> StagePlan:
     dtype = _resolve_dtype(adapter, settings.dtype, device, "fp16")
-    placement = Placement(dtype=dtype, vae_tiling=False, offload="model" if settings.cpu_offload else "none")
+    offload: Offload = "model" if settings.cpu_offload else "none"
+    placement = Placement(dtype=dtype, vae_tiling=False, offload=offload, has_vae=False)
     if device != "cuda":
         return StagePlan(stage=stage, adapter=adapter, device=device, placement=placement, free_gb=free_gb)
     weights, activations = SMALL_MODELS_GB[adapter]

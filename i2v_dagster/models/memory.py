@@ -557,8 +557,7 @@ def plan_stage(
         return _plan_small(adapter, settings, stage=stage, free_gb=free_gb, device=device)
     family = FAMILIES[adapter]
     if not family.image:
-        rules = get_adapter_info(adapter).cls.constraints_for(settings)
-        frames = rules.generation_frames(frames)
+        frames = get_adapter_info(adapter).constraints_for(settings).generation_frames(frames)
     dtype = _resolve_dtype(adapter, settings.dtype, device, "bf16")
     if device != "cuda":
         quant = "none" if settings.quantization in ("auto", "nf4") else settings.quantization

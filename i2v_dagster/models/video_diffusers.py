@@ -140,7 +140,7 @@ class DiffusersVideoModel(DiffusersAdapter, VideoModel):
                 f"options.any_size: {cls.name} takes true or false (true only where the model runs at "
                 f"other sizes than it was trained for), got {any_size!r}"
             )
-        if any_size:
+        if any_size and cls.any_size_rule is not None:
             constraints = dataclasses.replace(constraints, size=cls.any_size_rule)
         trim = options.get("trim_frames")
         if trim is None:

@@ -240,7 +240,7 @@ def header(torch, device: str, steps: int, *, tiny: bool) -> str:
         f"## {stamp}: {where}\n\n"
         f"torch {torch.__version__}, diffusers {diffusers.__version__}; random weights saved in each repo's "
         f"layout and loaded through the adapter, {steps} denoising steps at "
-        f"{'the tiny models' if tiny else 'the job file'}'s size, "
+        f"{'each tiny model' if tiny else 'each job file'}'s size, "
         f"`{' '.join(['python', *sys.argv])}`.\n"
         "est.: the memory planner's estimate for the same placement and size. NaN frames: frames with "
         "NaN/inf pixels (random weights can overflow; a real checkpoint may not).\n"

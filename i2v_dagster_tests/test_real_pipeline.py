@@ -76,7 +76,12 @@ def test_real_adapters_render_a_video_with_narration(tiny_models, tmp_path):
                 "options": {"max_semantic_tokens": 24},
             },
             "image": {"adapter": "flux_schnell", "model": tiny_models["flux"], "num_inference_steps": 2},
-            "video": {"adapter": "wan22_ti2v_5b", "model": tiny_models["wan"], "num_inference_steps": 2},
+            "video": {
+                "adapter": "wan22_ti2v_5b",
+                "model": tiny_models["wan"],
+                "num_inference_steps": 2,
+                "options": {"any_size": True},  # the tiny model at 64x64, not Wan's trained 1280x704
+            },
             "scorer": tiny_models["clip"],
         },
     }

@@ -4,7 +4,8 @@ Not the PyPI ``bark`` package: it pulls a CUDA torchaudio that breaks transforme
 to CPU torch, and its checkpoint loading fails under torch >= 2.6.
 
 One Bark call makes at most ~13-15 s of audio (768 semantic tokens at 49.9 Hz), so ``synthesize`` splits
-the text into sentences (a sentence longer than ``max_chars`` at clause, then word boundaries), makes each
+the text into sentences (a sentence longer than ``max_chars`` at clause, then word boundaries; 150
+characters, about 10 s of speech, stay clear of the cap that 200 sit near), makes each
 piece with its own seed (``seed + index``: a piece's audio does not depend on the pieces before it) and
 joins them with ``pause_s`` of silence. Any length of narration works; time grows with it.
 
@@ -18,10 +19,12 @@ Options (``AdapterSettings.options``):
 - ``semantic_temperature`` (0.7), ``coarse_temperature`` (0.7), ``fine_temperature`` (0.5): Bark's own
   sampling temperatures.
 - ``min_eos_p`` (0.2): end a piece once the end token is this likely (Bark's default; stops trailing noise).
-- ``pause_s`` (0.25): silence between pieces. ``max_chars`` (200): longest piece of text per call.
+- ``pause_s`` (0.25): silence between pieces. ``max_chars`` (150): longest piece of text per call.
 
 Settings: ``dtype`` ``auto`` is fp16 on CUDA and fp32 on CPU; ``cpu_offload`` (CUDA only) moves one
-sub-model at a time to the GPU; ``quantization`` must be ``none`` (or ``auto``).
+sub-model at a time to the GPU; ``quantization`` must be ``none`` (or ``auto``); ``cache_dir`` is where
+the model, the tokenizer and the voice presets are all read (``BarkProcessor.from_pretrained`` would read
+the tokenizer from the default cache whatever ``cache_dir`` says, so the processor is put together here).
 """
 
 from __future__ import annotations
@@ -55,8 +58,9 @@ _OPTION_DEFAULTS: dict[str, Any] = {
     "fine_temperature": 0.5,
     "min_eos_p": 0.2,
     "pause_s": 0.25,
-    "max_chars": 200,
+    "max_chars": 150,
 }
+SPEAKER_EMBEDDINGS_PATH = "speaker_embeddings_path.json"
 
 _SENTENCE_END = re.compile(r"(?<=[.!?…])\s+|\n\s*\n?")
 _CLAUSE_END = re.compile(r"(?<=[,;:—–])\s+")
@@ -79,12 +83,12 @@ class BarkSpeech(SpeechModel):
         "tokenizer.json",
         "tokenizer_config.json",
         "special_tokens_map.json",
-        "vocab.txt",
-        "speaker_embeddings_path.json",
+        SPEAKER_EMBEDDINGS_PATH,
         "speaker_embeddings/v2/*",
     )
-    """Model, tokenizer and the v2 voice presets. The suno repos ship ``pytorch_model.bin``; a
-    ``model.safetensors`` is taken when present (transformers prefers it)."""
+    """Model, tokenizer and the v2 voice presets. suno/bark-small's main branch ships ``pytorch_model.bin``
+    only; a ``model.safetensors`` is taken where a revision has it. Not ``vocab.txt`` (the vocabulary of
+    ``tokenizer.json`` again)."""
     options_defaults: ClassVar[dict[str, Any]] = {"voice_preset": DEFAULT_VOICE_PRESET, **_OPTION_DEFAULTS}
 
     def __init__(self, settings: AdapterSettings | None = None, *, logger: logging.Logger | None = None):
@@ -111,7 +115,7 @@ class BarkSpeech(SpeechModel):
         from i2v_dagster.models._compat import ensure_torch_stack
 
         ensure_torch_stack()
-        from transformers import BarkModel, BarkProcessor
+        from transformers import AutoTokenizer, BarkModel, BarkProcessor
 
         s = self.settings
         if s.quantization not in ("none", "auto"):
@@ -131,7 +135,10 @@ class BarkSpeech(SpeechModel):
         )
         hub = hub_kwargs(s, local=local, default_revision=self.default_revision)
         with load_errors(self.name, "BarkModel", source):
-            processor = BarkProcessor.from_pretrained(source, **hub)
+            processor = BarkProcessor(
+                tokenizer=AutoTokenizer.from_pretrained(source, **hub),
+                speaker_embeddings=_speaker_embeddings(source, local, hub),
+            )
             model: Any = BarkModel.from_pretrained(source, dtype=dtype, **hub)
         model.eval()
         if guard_cpu_offload(self.log, self.name, s.cpu_offload, device):
@@ -231,7 +238,29 @@ class BarkSpeech(SpeechModel):
         return audio.reshape(-1).float().cpu().numpy()
 
 
-def split_text(text: str, *, max_chars: int = 200) -> list[str]:
+def _speaker_embeddings(source: str, local: bool, hub: dict[str, Any]) -> dict[str, Any] | None:
+    """The repo's voice preset index (``speaker_embeddings_path.json``) read from ``hub``'s cache, or None
+    when the repo has none; its presets are then read from ``source``."""
+    import json
+
+    if local:
+        path: Path | None = Path(source) / SPEAKER_EMBEDDINGS_PATH
+    else:
+        from huggingface_hub import hf_hub_download
+        from huggingface_hub.errors import EntryNotFoundError, LocalEntryNotFoundError
+
+        try:
+            path = Path(hf_hub_download(source, SPEAKER_EMBEDDINGS_PATH, **hub))
+        except (EntryNotFoundError, LocalEntryNotFoundError):
+            path = None
+    if path is None or not path.is_file():
+        return None
+    presets = json.loads(path.read_text(encoding="utf-8"))
+    presets["repo_or_path"] = source
+    return presets
+
+
+def split_text(text: str, *, max_chars: int = 150) -> list[str]:
     """Sentences of ``text``; a sentence longer than ``max_chars`` is cut at clauses, then between words."""
     pieces: list[str] = []
     for sentence in _SENTENCE_END.split(text.strip()):

@@ -1,16 +1,18 @@
 """FLUX.1-schnell keyframes through diffusers' ``FluxPipeline``.
 
 Schnell is timestep-distilled: 4 steps, no guidance (``guidance_scale`` 0), T5 prompts of at most 256
-tokens. Settings (``AdapterSettings``):
+tokens. Loading is :class:`~i2v_dagster.models.diffusers_base.DiffusersAdapter`'s. Settings:
 
 - ``quantization``: ``nf4`` loads the transformer and the T5 encoder (``text_encoder_2``) in bitsandbytes
-  4-bit NF4 with bf16 compute: about 10 GB of weights instead of 33.7 GB in bf16, which is what a
-  single consumer GPU can hold. bitsandbytes quantizes on CUDA only: without CUDA the adapter logs a
-  warning and loads unquantized. ``auto`` means ``nf4`` on CUDA and ``none`` on CPU. ``none`` is taken at
-  its word (bf16 on CUDA). ``int8wo`` is not offered for FLUX (``AdapterError``).
+  4-bit NF4 with bf16 compute: 11.4 GB of weights instead of 33.7 GB in bf16 (T5's ``wo`` layers stay
+  bf16: transformers keeps ``_keep_in_fp32_modules`` out of quantization). bitsandbytes quantizes on CUDA
+  only: without CUDA the adapter logs a warning and loads unquantized. ``auto`` is the memory planner's
+  choice on CUDA (bf16 when the card holds it, else NF4, else CPU offload) and ``none`` on CPU. ``none``
+  is taken at its word. ``int8wo`` is not offered for FLUX (``AdapterError``).
 - ``dtype``: ``auto`` is bf16 on CUDA and fp32 on CPU.
 - ``cpu_offload``: model CPU offload, on CUDA only (ignored with a log line on CPU).
 - ``num_inference_steps`` (default 4) and ``guidance_scale`` (default 0.0) override schnell's values.
+- ``options.plan_size``: ``[width, height]`` the memory plan is made for (default 1024x1024).
 
 Every keyframe is drawn from a CPU ``torch.Generator`` seeded with the given seed, so a seed gives the
 same latents on any device; using one seed for every keyframe of a video is the caller's choice.
@@ -18,53 +20,41 @@ same latents on any device; using one seed for every keyframe of a video is the 
 
 from __future__ import annotations
 
-import logging
-from pathlib import Path
 from typing import Any, ClassVar
 
 from i2v_dagster.errors import AdapterError
-from i2v_dagster.models._torch import (
-    auto_quantization,
-    check_pipeline_folder,
-    configure_vae,
-    dtype_name,
-    free_memory,
-    hub_kwargs,
-    load_errors,
-    place_pipeline,
-    resolve_device,
-    resolve_dtype,
-    weights_source,
-)
-from i2v_dagster.models.base import AdapterSettings, GeneratedImage, ImageModel
+from i2v_dagster.models import memory
+from i2v_dagster.models.base import GeneratedImage, ImageModel
 from i2v_dagster.models.constraints import ImageConstraints, SizeRule
+from i2v_dagster.models.diffusers_base import DiffusersAdapter
 
 DEFAULT_STEPS = 4
 DEFAULT_GUIDANCE = 0.0
 MAX_SEQUENCE_LENGTH = 256
 """T5 prompt tokens: schnell was distilled with 256 (dev uses 512)."""
 
-NF4_FALLBACK_MESSAGE = "NF4 quantization needs CUDA (bitsandbytes); loading %s unquantized in %s on %s"
-"""Logged (warning) when ``nf4`` is asked for on a machine without CUDA."""
+NF4 = memory.Placement(quantization="nf4", text_encoder_quantization="nf4")
 
 
-class FluxSchnell(ImageModel):
+class FluxSchnell(DiffusersAdapter, ImageModel):
     """Text-to-image keyframes with FLUX.1-schnell (``FluxPipeline``); the pipeline lives in ``self.pipe``."""
 
     name = "flux_schnell"
-    large = True
-    weights_gb = 10.0
-    """NF4 (the CUDA configuration): transformer 6.69 + T5-XXL 2.87 + CLIP-L 0.25 + VAE 0.17 GB. Computed on
-    the meta device from ../shared/model-configs/flux.1-schnell: 4 bits per Linear weight plus one fp32
-    absmax per 64 weights; everything else bf16."""
-    weights_gb_bf16: ClassVar[float] = 33.7
+    weights_gb = round(memory.weights_gb("flux_schnell", NF4), 1)
+    """NF4 (what a 24 GB card gets): transformer 6.69 + T5-XXL 4.32 (its 24 ``wo`` layers stay bf16) +
+    CLIP-L 0.25 + VAE 0.17 GB, from the meta-device counts in :data:`~i2v_dagster.models.memory.MEASURED`."""
+    weights_gb_bf16: ClassVar[float] = round(memory.weights_gb("flux_schnell"), 1)
     """All four modules in bf16 (transformer 23.8 + T5-XXL 9.5 + CLIP-L 0.25 + VAE 0.17 GB)."""
     default_repo = "black-forest-labs/FLUX.1-schnell"
+    pipeline_class = "FluxPipeline"
+    quantizations = ("auto", "none", "nf4")
+    text_encoder_module = "text_encoder_2"
+    default_plan_size = (1024, 1024, 1)
     allow_patterns = (
         "model_index.json",
         "scheduler/*.json",
         "tokenizer/*",
-        "tokenizer_2/*",
+        "tokenizer_2/*.json",
         "text_encoder/*.json",
         "text_encoder/*.safetensors",
         "text_encoder_2/*.json",
@@ -75,69 +65,15 @@ class FluxSchnell(ImageModel):
         "vae/*.safetensors",
     )
     """The diffusers-format folders only: not the single-file ``flux1-schnell.safetensors`` (23.8 GB, the
-    same transformer again) nor ``ae.safetensors``."""
+    same transformer again) nor ``ae.safetensors``; T5's ``tokenizer.json``, not its duplicate
+    ``spiece.model``."""
     constraints = ImageConstraints(size=SizeRule(multiple_of=16, min_side=64, max_side=2048))
     """Latents are 8x smaller and packed in 2x2 patches: sides multiple of 16. Native 720x480 works."""
 
-    def __init__(self, settings: AdapterSettings | None = None, *, logger: logging.Logger | None = None):
-        super().__init__(settings, logger=logger)
-        self.pipe: Any = None
-        self.device: str = "cpu"
-        self.quantized: bool = False
+    @property
+    def quantized(self) -> bool:
         """Whether the loaded pipeline holds NF4 modules."""
-
-    # -- loading -------------------------------------------------------------------------------------
-
-    def _load(self) -> None:
-        from i2v_dagster.models._compat import ensure_torch_stack
-
-        ensure_torch_stack()
-        from diffusers import FluxPipeline
-
-        s = self.settings
-        device = resolve_device(self.name, s.device)
-        dtype = resolve_dtype(self.name, s.dtype, device, log=self.log)
-        quantization = self._effective_quantization(device, dtype)
-        source, local = weights_source(self.name, self.model_id)
-        if local:
-            check_pipeline_folder(self.name, Path(source), ("FluxPipeline",))
-        hub = hub_kwargs(s, local=local, default_revision=self.default_revision)
-        kwargs: dict[str, Any] = {"dtype": dtype, **hub}
-        if quantization == "nf4":
-            kwargs["quantization_config"] = _nf4_config()
-        self.log.info(
-            "loading %s from %s (revision %s, %s, quantization %s, %s)",
-            self.name,
-            self.model_id,
-            s.revision,
-            dtype_name(dtype),
-            quantization,
-            device,
-        )
-        with load_errors(self.name, "FluxPipeline", source):
-            pipe = FluxPipeline.from_pretrained(source, **kwargs)
-        self.device = str(device)
-        self.quantized = quantization == "nf4"
-        place_pipeline(self.log, self.name, pipe, device, cpu_offload=s.cpu_offload)
-        configure_vae(pipe, s)
-        pipe.set_progress_bar_config(disable=True)
-        self.pipe = pipe
-
-    def _effective_quantization(self, device, dtype) -> str:
-        """The quantization to load with on ``device``: ``auto`` is nf4 on CUDA; nf4 falls back off CUDA."""
-        asked = self.settings.quantization
-        if asked not in ("none", "nf4", "auto"):
-            raise AdapterError(f"quantization: {self.name} supports none, nf4 or auto, not {asked!r}")
-        chosen = auto_quantization(self.log, self.name, asked, device, on_cuda="nf4")
-        if chosen == "nf4" and device.type != "cuda":
-            self.log.warning(NF4_FALLBACK_MESSAGE, self.name, dtype_name(dtype), device.type)
-            return "none"
-        return chosen
-
-    def _unload(self) -> None:
-        self.pipe = None
-        self.quantized = False
-        free_memory()
+        return self.plan is not None and self.plan.quantization == "nf4"
 
     # -- generating ----------------------------------------------------------------------------------
 
@@ -168,21 +104,4 @@ class FluxSchnell(ImageModel):
         return GeneratedImage(image=image, prompt=prompt, seed=seed, model_id=self.model_id)
 
     def describe(self) -> dict[str, Any]:
-        info = super().describe()
-        info["quantized_nf4"] = self.quantized
-        info["quantization_used"] = "nf4" if self.quantized else "none"
-        return info
-
-
-def _nf4_config():
-    """NF4 with bf16 compute for the transformer (diffusers' bitsandbytes config) and the T5 encoder
-    (transformers')."""
-    import torch
-    from diffusers import BitsAndBytesConfig as DiffusersBnb
-    from diffusers import PipelineQuantizationConfig
-    from transformers import BitsAndBytesConfig as TransformersBnb
-
-    kw = {"load_in_4bit": True, "bnb_4bit_quant_type": "nf4", "bnb_4bit_compute_dtype": torch.bfloat16}
-    return PipelineQuantizationConfig(
-        quant_mapping={"transformer": DiffusersBnb(**kw), "text_encoder_2": TransformersBnb(**kw)}
-    )
+        return {**super().describe(), "quantized_nf4": self.quantized}

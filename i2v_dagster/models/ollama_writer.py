@@ -7,7 +7,9 @@ script. Every failure is a :class:`~i2v_dagster.errors.ScriptWriterError` that n
 
 Settings: ``model`` is the Ollama model (default ``llama3.1:8b``). Options (``models.script.options``):
 ``host`` (else ``OLLAMA_HOST``, else ``http://127.0.0.1:11434``), ``timeout_s`` (request timeout, 120),
-``temperature`` (0.0), ``keep_alive`` (how long the server keeps the model loaded, Ollama's default).
+``temperature`` (0.0), ``keep_alive`` (how long the server keeps the model loaded after the reply: 0 by
+default, so the GPU memory it holds is free before the narration and video models load; Ollama's own
+default would keep it for 5 minutes beside them).
 """
 
 from __future__ import annotations
@@ -28,6 +30,8 @@ DEFAULT_MODEL = "llama3.1:8b"
 DEFAULT_HOST = "http://127.0.0.1:11434"
 DEFAULT_PORT = 11434
 DEFAULT_TIMEOUT_S = 120.0
+DEFAULT_KEEP_ALIVE = 0
+"""Unload the model as soon as the script is written (seconds, or an Ollama duration such as "5m")."""
 REPLY_PREVIEW_CHARS = 200
 
 SYSTEM_PROMPT = (
@@ -207,7 +211,7 @@ class OllamaScriptWriter(ScriptWriter):
         from pydantic import ValidationError
 
         host, model = self.host, request["model"]
-        keep_alive = self.settings.options.get("keep_alive")
+        keep_alive = self.settings.options.get("keep_alive", DEFAULT_KEEP_ALIVE)
         try:
             response = self.client.chat(stream=False, keep_alive=keep_alive, **request)
         except ollama.ResponseError as exc:

@@ -6,76 +6,72 @@ tiling, offload), runs it with per-step progress and deadline checks, and turns 
 frames. Each model class only names its pipeline, repo, defaults and constraints, and adds the call
 arguments its pipeline needs.
 
-Settings (:class:`~i2v_dagster.models.base.AdapterSettings`):
+Loading (dtype, device, quantization, offload, the memory plan) is :class:`DiffusersAdapter`'s; see
+:mod:`i2v_dagster.models.diffusers_base`. Per model:
 
-- ``dtype``: ``auto`` is bf16 on CUDA and fp32 on CPU. CogVideoX refuses ``fp16`` (the 5B models overflow
-  in fp16 and make NaN frames). Wan keeps its VAE in fp32, as its model card does.
-- ``device``: ``auto`` is CUDA when present, else CPU; ``cuda`` without CUDA is an :class:`AdapterError`.
-- ``quantization``: ``auto`` (the default) is ``int8wo`` on CUDA, for the large transformer, and ``none``
-  on CPU; the choice is logged and ``describe()["quantization_used"]`` reports it. ``int8wo`` is torchao
-  int8 weight-only on the transformer (CPU and CUDA). ``nf4`` is bitsandbytes 4-bit on the transformer,
-  CUDA only: without CUDA the adapter logs a warning and loads the transformer unquantized
-  (``quantization_used: none``).
-- ``cpu_offload``: ``enable_model_cpu_offload`` on CUDA (each module, the text encoders included, sits on
-  the GPU only while it runs); ignored on CPU, with a log line.
-- ``vae_tiling`` / ``vae_slicing``: on the pipeline's VAE.
+- ``dtype``: CogVideoX refuses ``fp16`` (the 5B models overflow in fp16 and make NaN frames). Wan keeps
+  its VAE in fp32, as its model card does.
+- ``quantization``: ``auto`` is the memory planner's choice on CUDA (bf16 when it fits the card, then the
+  transformer in int8 weight-only, then the text encoder too, then CPU offload) and ``none`` on CPU;
+  ``describe()["quantization_used"]`` reports it. ``int8wo`` is torchao int8 weight-only on the
+  transformer (CPU and CUDA); ``nf4`` is bitsandbytes 4-bit on the transformer, CUDA only.
 - ``num_inference_steps`` / ``guidance_scale``: per-model defaults when None.
 
 Options (``settings.options``):
 
 - ``trim_frames``: frames kept per clip (1..the model's ``max_frames``); CogVideoX-5B keeps 40 of its 49
   by default. :meth:`DiffusersVideoModel.constraints_for` gives the constraints with it applied.
-- ``negative_prompt`` (CogVideoX, Wan): text for classifier-free guidance's negative branch.
+- ``any_size`` (Wan, HunyuanVideo; default False): accept any size the pipeline can run (sides a multiple
+  of 32 / 16) instead of the sizes the model was trained for (small test models, experiments).
+- ``negative_prompt`` (CogVideoX, Wan): text for classifier-free guidance's negative branch; Wan's
+  default is the standard negative prompt of its examples (:data:`WAN_NEGATIVE_PROMPT`).
 - ``use_dynamic_cfg`` (CogVideoX, default False, as on the model cards): the cosine guidance schedule that
   CogVideoX's demo pairs with its DPM scheduler.
+- ``plan_size``: ``[width, height, frames]`` the memory plan is made for (default: the model's native
+  size and frame count).
 """
 
 from __future__ import annotations
 
 import dataclasses
 import time
-from pathlib import Path
-from typing import TYPE_CHECKING, Any, ClassVar, Self
+from typing import TYPE_CHECKING, Any, ClassVar
 
 import numpy as np
 
 from i2v_dagster.errors import AdapterError
-from i2v_dagster.models._torch import (
-    auto_quantization,
-    check_pipeline_folder,
-    configure_vae,
-    dtype_name,
-    free_memory,
-    hub_kwargs,
-    load_errors,
-    place_pipeline,
-    resolve_device,
-    resolve_dtype,
-    weights_source,
-)
+from i2v_dagster.models import memory
 from i2v_dagster.models.base import AdapterSettings, ClipFrames, ClipRequest, StepProgress, VideoModel
 from i2v_dagster.models.constraints import SizeRule, VideoConstraints
+from i2v_dagster.models.diffusers_base import DiffusersAdapter
 
 if TYPE_CHECKING:
-    import logging
-
     from PIL import Image
 
     from i2v_dagster.guardrails import Deadline
     from i2v_dagster.models.base import ProgressCallback
 
-_QUANTIZATIONS = ("auto", "none", "int8wo", "nf4")
+WAN_NEGATIVE_PROMPT = (
+    "Bright tones, overexposed, static, blurred details, subtitles, style, works, paintings, images, static, "
+    "overall gray, worst quality, low quality, JPEG compression residue, ugly, incomplete, extra fingers, "
+    "poorly drawn hands, poorly drawn faces, deformed, disfigured, misshapen limbs, fused fingers, still "
+    "picture, messy background, three legs, many people in the background, walking backwards"
+)
+"""The negative prompt of diffusers' Wan examples (``pipeline_wan_i2v.py``), the English of Wan's own."""
 
 
-def _repo_files(models: tuple[str, ...], tokenizers: tuple[str, ...], processors: tuple[str, ...] = ()):
+def _repo_files(
+    models: tuple[str, ...], tokenizers: dict[str, tuple[str, ...]], processors: tuple[str, ...] = ()
+) -> tuple[str, ...]:
     """``allow_patterns`` for a diffusers-format repo: JSON (configs, shard indexes) and safetensors of each
-    module, tokenizer files, the scheduler config. Leaves out ``.bin`` duplicates and anything outside those
+    module, each tokenizer folder's files as given (a ``spiece.model`` only where there is no
+    ``tokenizer.json``), the scheduler config. Leaves out ``.bin`` duplicates and anything outside those
     folders (original checkpoints, assets)."""
     patterns = ["model_index.json", "scheduler/scheduler_config.json"]
     for module in models:
         patterns += [f"{module}/*.json", f"{module}/*.safetensors"]
-    for tok in tokenizers:
-        patterns += [f"{tok}/*.json", f"{tok}/*.model", f"{tok}/*.txt"]
+    for folder, files in tokenizers.items():
+        patterns += [f"{folder}/{name}" for name in files]
     patterns += [f"{proc}/preprocessor_config.json" for proc in processors]
     return tuple(patterns)
 
@@ -122,141 +118,39 @@ class _StepReporter:
         return callback_kwargs
 
 
-class DiffusersVideoModel(VideoModel):
+class DiffusersVideoModel(DiffusersAdapter, VideoModel):
     """A diffusers image-to-video pipeline behind the :class:`VideoModel` contract, held in ``self.pipe``."""
 
-    large = True
-    pipeline_class: ClassVar[str] = ""
     constraints: ClassVar[VideoConstraints] = VideoConstraints()
+    any_size_rule: ClassVar[SizeRule | None] = None
+    """What the pipeline can run at all (``options.any_size``); None where only the trained size works."""
     default_steps: ClassVar[int] = 50
     default_guidance: ClassVar[float] = 5.0
-    fp16_ok: ClassVar[bool] = True
-    """False where fp16 overflows (CogVideoX-5B): asking for it is an :class:`AdapterError`."""
-    vae_fp32: ClassVar[bool] = False
-    """Keep the VAE in fp32 whatever the pipeline's dtype (the model card's advice)."""
-    accepts_pipelines: ClassVar[tuple[str, ...]] = ()
-    """Other ``_class_name`` values of a saved folder's ``model_index.json`` this adapter loads."""
-
-    def __init__(self, settings: AdapterSettings | None = None, *, logger: logging.Logger | None = None):
-        super().__init__(settings, logger=logger)
-        self.pipe: Any = None
-        self._used: dict[str, Any] = {}
 
     # ----- constraints -----
 
     @classmethod
     def constraints_for(cls, settings: AdapterSettings | None) -> VideoConstraints:
-        """The class constraints with the ``trim_frames`` option of ``settings`` applied."""
+        """The class constraints with the ``trim_frames`` and ``any_size`` options of ``settings`` applied."""
         options = settings.options if settings is not None else {}
+        constraints = cls.constraints
+        any_size = options.get("any_size", False)
+        if not isinstance(any_size, bool) or (any_size and cls.any_size_rule is None):
+            raise AdapterError(
+                f"options.any_size: {cls.name} takes true or false (true only where the model runs at "
+                f"other sizes than it was trained for), got {any_size!r}"
+            )
+        if any_size and cls.any_size_rule is not None:
+            constraints = dataclasses.replace(constraints, size=cls.any_size_rule)
         trim = options.get("trim_frames")
         if trim is None:
-            return cls.constraints
-        most = cls.constraints.max_frames
+            return constraints
+        most = constraints.max_frames
         if isinstance(trim, bool) or not isinstance(trim, int) or not 1 <= trim <= most:
             raise AdapterError(
                 f"options.trim_frames: {cls.name} keeps 1..{most} frames per clip, got {trim!r}"
             )
-        return dataclasses.replace(cls.constraints, max_clip_frames=trim)
-
-    # ----- loading -----
-
-    @classmethod
-    def from_pipeline(
-        cls, pipe: Any, settings: AdapterSettings | None = None, *, logger: logging.Logger | None = None
-    ) -> Self:
-        """An adapter around a pipeline built in memory (benchmarks, module placement), loaded: the settings'
-        VAE tiling/slicing apply; dtype, device and quantization are the pipeline's own."""
-        adapter = cls(settings, logger=logger)
-        configure_vae(pipe, adapter.settings)
-        pipe.set_progress_bar_config(disable=True)
-        adapter.pipe = pipe
-        adapter._used = {
-            "source": "in-memory",
-            "dtype": dtype_name(pipe.dtype),
-        }
-        adapter._loaded = True
-        return adapter
-
-    def _load(self) -> None:
-        from i2v_dagster.models._compat import ensure_torch_stack
-
-        ensure_torch_stack()
-        import diffusers
-        import torch
-
-        s = self.settings
-        device = resolve_device(self.name, s.device)
-        dtype = resolve_dtype(self.name, s.dtype, device, allow_fp16=self.fp16_ok, log=self.log)
-        quantization, quant_name = self._quantization_config(device, dtype)
-        started = time.monotonic()
-        pipe = self._from_pretrained(getattr(diffusers, self.pipeline_class), dtype, quantization, torch)
-        configure_vae(pipe, s)
-        offloaded = place_pipeline(self.log, self.name, pipe, device, cpu_offload=s.cpu_offload)
-        pipe.set_progress_bar_config(disable=True)
-        self.pipe = pipe
-        self._used = {
-            "dtype": dtype_name(dtype),
-            "vae_dtype": dtype_name(pipe.vae.dtype),
-            "device": str(device),
-            "quantization_used": quant_name,
-            "cpu_offload": offloaded,
-            "pipeline": type(pipe).__name__,
-        }
-        self.log.info(
-            "%s: loaded %s in %.1f s (%s)", self.name, self.model_id, time.monotonic() - started, self._used
-        )
-
-    def _quantization_config(self, device, dtype):
-        """(``PipelineQuantizationConfig`` for the transformer, or None; the quantization actually used).
-
-        ``auto`` is ``int8wo`` on CUDA (the transformer is the large module) and ``none`` elsewhere."""
-        asked = self.settings.quantization
-        if asked not in _QUANTIZATIONS:
-            raise AdapterError(
-                f"quantization: {self.name} takes none, int8wo or nf4 (or auto), got {asked!r}"
-            )
-        chosen = auto_quantization(self.log, self.name, asked, device, on_cuda="int8wo")
-        if chosen == "none":
-            return None, "none"
-        import diffusers
-
-        if chosen == "int8wo":
-            from torchao.quantization import Int8WeightOnlyConfig
-
-            backend = diffusers.TorchAoConfig(Int8WeightOnlyConfig())
-        elif device.type != "cuda":
-            self.log.warning(
-                "%s: nf4 needs bitsandbytes on CUDA; loading the transformer unquantized on %s",
-                self.name,
-                device,
-            )
-            return None, "none"
-        else:
-            backend = diffusers.BitsAndBytesConfig(
-                load_in_4bit=True, bnb_4bit_quant_type="nf4", bnb_4bit_compute_dtype=dtype
-            )
-        return diffusers.PipelineQuantizationConfig(quant_mapping={"transformer": backend}), chosen
-
-    def _from_pretrained(self, pipeline_cls, dtype, quantization, torch):
-        source, local = weights_source(self.name, self.model_id)
-        if local:
-            check_pipeline_folder(self.name, Path(source), (self.pipeline_class, *self.accepts_pipelines))
-        kwargs: dict[str, Any] = {
-            "dtype": {"default": dtype, "vae": torch.float32} if self.vae_fp32 else dtype,
-            **hub_kwargs(self.settings, local=local, default_revision=self.default_revision),
-        }
-        if quantization is not None:
-            kwargs["quantization_config"] = quantization
-        with load_errors(self.name, self.pipeline_class, source):
-            return pipeline_cls.from_pretrained(source, **kwargs)
-
-    def _unload(self) -> None:
-        self.pipe = None
-        self._used = {}
-        free_memory()
-
-    def describe(self) -> dict[str, Any]:
-        return {**super().describe(), **self._used}
+        return dataclasses.replace(constraints, max_clip_frames=trim)
 
     # ----- generation -----
 
@@ -337,12 +231,14 @@ class DiffusersVideoModel(VideoModel):
 
 
 class _CogVideoX(DiffusersVideoModel):
-    """CogVideoX image-to-video: T5 text encoder, prompts up to the transformer's ``max_text_seq_length``."""
+    """CogVideoX image-to-video: T5 text encoder (a ``spiece.model`` tokenizer), prompts up to the
+    transformer's ``max_text_seq_length``."""
 
     pipeline_class = "CogVideoXImageToVideoPipeline"
     default_guidance = 6.0
     fp16_ok = False
-    allow_patterns = _repo_files(("transformer", "vae", "text_encoder"), ("tokenizer",))
+    spiece_tokenizer = True
+    allow_patterns = _repo_files(("transformer", "vae", "text_encoder"), {"tokenizer": ("*.json", "*.model")})
 
     def _model_kwargs(self) -> dict[str, Any]:
         opts = self.settings.options
@@ -358,8 +254,9 @@ class CogVideoX5bI2V(_CogVideoX):
     by default (option ``trim_frames``, at most 49)."""
 
     name = "cogvideox_5b_i2v"
-    weights_gb = 21.2
+    weights_gb = round(memory.weights_gb("cogvideox_5b_i2v"), 1)
     default_repo = "THUDM/CogVideoX-5b-I2V"
+    default_plan_size = (720, 480, 49)
     constraints = VideoConstraints(
         size=SizeRule(sizes=((720, 480),)),
         frame_step=8,
@@ -379,8 +276,9 @@ class CogVideoX15I2V(_CogVideoX):
     """
 
     name = "cogvideox15_5b_i2v"
-    weights_gb = 21.1
+    weights_gb = round(memory.weights_gb("cogvideox15_5b_i2v"), 1)
     default_repo = "zai-org/CogVideoX1.5-5B-I2V"
+    default_plan_size = (1360, 768, 81)
     constraints = VideoConstraints(
         size=SizeRule(multiple_of=16, min_side=768, max_side=1360),
         frame_step=16,
@@ -391,46 +289,52 @@ class CogVideoX15I2V(_CogVideoX):
 
 
 class Wan22TI2V5B(DiffusersVideoModel):
-    """Wan2.2-TI2V-5B through ``WanImageToVideoPipeline`` (``expand_timesteps``): sides a multiple of 32
-    (VAE 16x times patch 2), 4N+1 frames up to 121, 24 fps. The VAE stays fp32 (22.8 GB bf16 + 1.4 GB)."""
+    """Wan2.2-TI2V-5B through ``WanImageToVideoPipeline`` (``expand_timesteps``): trained for 1280x704 and
+    704x1280 (720p; other multiples of 32 run but are outside its training), 4N+1 frames up to 121,
+    24 fps. The VAE stays fp32 (22.8 GB bf16 + 1.4 GB). Classifier-free guidance runs against
+    :data:`WAN_NEGATIVE_PROMPT` unless ``options.negative_prompt`` says otherwise."""
 
     name = "wan22_ti2v_5b"
-    weights_gb = 24.2
+    weights_gb = round(memory.weights_gb("wan22_ti2v_5b"), 1)
     default_repo = "Wan-AI/Wan2.2-TI2V-5B-Diffusers"
     pipeline_class = "WanImageToVideoPipeline"
-    allow_patterns = _repo_files(("transformer", "vae", "text_encoder"), ("tokenizer",))
+    allow_patterns = _repo_files(("transformer", "vae", "text_encoder"), {"tokenizer": ("*.json",)})
     default_guidance = 5.0
     vae_fp32 = True
-    accepts_pipelines = ("WanPipeline",)  # the text-to-video class holds the same modules
+    accepts_pipelines = ("WanPipeline",)  # the repo is saved as the text-to-video class (same modules)
+    default_plan_size = (1280, 704, 121)
     constraints = VideoConstraints(
-        size=SizeRule(multiple_of=32, min_side=32, max_side=1280),
+        size=SizeRule(sizes=((1280, 704), (704, 1280))),
         frame_step=4,
         max_frames=121,
         fps=(24,),
     )
+    any_size_rule = SizeRule(multiple_of=32, min_side=32, max_side=1280)  # VAE 16x times patch 2
 
     def _model_kwargs(self) -> dict[str, Any]:
-        return {"negative_prompt": self.settings.options.get("negative_prompt")}
+        return {"negative_prompt": self.settings.options.get("negative_prompt", WAN_NEGATIVE_PROMPT)}
 
 
 class HunyuanI2V(DiffusersVideoModel):
-    """HunyuanVideo-I2V (16-channel, ``token_replace``): sides a multiple of 16 (VAE 8x times patch 2), 4N+1
-    frames up to 129 (the pipeline's default: 5.4 s at HunyuanVideo's 24 fps), embedded
-    guidance 6.0 (no classifier-free guidance)."""
+    """HunyuanVideo-I2V (16-channel, ``token_replace``): 720p, 1280x720 or 720x1280 (the size diffusers'
+    pipeline defaults to and the model card's I2V resolution), 4N+1 frames up to 129 (the pipeline's
+    default: 5.4 s at 24 fps), embedded guidance 6.0 (no classifier-free guidance)."""
 
     name = "hunyuan_i2v"
-    weights_gb = 43.1
+    weights_gb = round(memory.weights_gb("hunyuan_i2v"), 1)
     default_repo = "hunyuanvideo-community/HunyuanVideo-I2V"
     pipeline_class = "HunyuanVideoImageToVideoPipeline"
     allow_patterns = _repo_files(
         ("transformer", "vae", "text_encoder", "text_encoder_2"),
-        ("tokenizer", "tokenizer_2"),
+        {"tokenizer": ("*.json",), "tokenizer_2": ("*.json", "*.txt")},
         ("image_processor",),
     )
     default_guidance = 6.0
+    default_plan_size = (1280, 720, 129)
     constraints = VideoConstraints(
-        size=SizeRule(multiple_of=16, min_side=16, max_side=1280),
+        size=SizeRule(sizes=((1280, 720), (720, 1280))),
         frame_step=4,
         max_frames=129,
         fps=(24,),
     )
+    any_size_rule = SizeRule(multiple_of=16, min_side=16, max_side=1280)  # VAE 8x times patch 2

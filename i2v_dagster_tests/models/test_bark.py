@@ -194,6 +194,15 @@ def test_unload_releases_the_model(tiny_folder):
     assert adapter.processor is None and adapter.voice is None
 
 
+def test_long_sentences_are_cut_to_150_characters_by_default():
+    """Bark makes at most ~13-14 s per call; 200 characters sit near that cap, 150 stay clear of it."""
+    sentence = ("The boat drifts past the reeds, " * 6).strip() + "."
+    assert 150 < len(sentence) <= 200
+    pieces = split_text(sentence)
+    assert len(pieces) == 2 and all(len(p) <= 150 for p in pieces)
+    assert BarkSpeech.options_defaults["max_chars"] == 150
+
+
 def test_split_text_sentences_and_long_sentences():
     assert split_text("Hello there.  How are you?\nFine!") == ["Hello there.", "How are you?", "Fine!"]
     assert split_text("   ") == []

@@ -87,6 +87,17 @@ def test_request_carries_the_script_schema_seed_and_brief():
     assert BRIEF in user and "exactly 3 scenes" in user
 
 
+def test_the_server_unloads_the_model_once_the_script_is_written():
+    """keep_alive 0 in every request: Ollama would otherwise hold its GPU memory for 5 minutes, beside the
+    narration and video models that load next."""
+    with FakeOllama(reply=script_reply(3)) as server:
+        _writer(server).write(_spec())
+        _writer(server, keep_alive="5m").write(_spec())
+    first, second = (r.body for r in server.chat_requests)
+    assert first["keep_alive"] == 0
+    assert second["keep_alive"] == "5m"  # options.keep_alive overrides it
+
+
 def test_the_spec_subject_is_asked_for_and_kept():
     with FakeOllama(reply=script_reply(2, subject="an old man")) as server:
         script = _writer(server).write(_spec(subject="the keeper", num_scenes=2))

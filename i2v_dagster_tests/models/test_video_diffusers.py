@@ -25,6 +25,13 @@ pytestmark = pytest.mark.models
 ADAPTERS = ("cogvideox_5b_i2v", "cogvideox15_5b_i2v", "wan22_ti2v_5b", "hunyuan_i2v")
 STEPS = 2
 WANTED = 7
+WAN_NEGATIVE = (
+    "Bright tones, overexposed, static, blurred details, subtitles, style, works, paintings, images, static, "
+    "overall gray, worst quality, low quality, JPEG compression residue, ugly, incomplete, extra fingers, "
+    "poorly drawn hands, poorly drawn faces, deformed, disfigured, misshapen limbs, fused fingers, still "
+    "picture, messy background, three legs, many people in the background, walking backwards"
+)
+"""The negative prompt of every Wan example in diffusers (``pipeline_wan_i2v.py``)."""
 GENERATED = {"cogvideox_5b_i2v": 49, "cogvideox15_5b_i2v": 81, "wan22_ti2v_5b": 9, "hunyuan_i2v": 9}
 """Frames each model makes for WANTED: its native count (CogVideoX) or the next 4N+1."""
 
@@ -240,21 +247,22 @@ def test_auto_quantization_is_none_on_cpu_and_says_so(tiny_folder, caplog):
     adapter.unload()
 
 
-def test_auto_quantization_is_int8wo_for_the_transformer_on_cuda(caplog):
-    """The CUDA choice, made without loading: a torchao int8 weight-only config for the transformer only."""
-    import diffusers
-    from torchao.quantization import Int8WeightOnlyConfig
+def test_wan_guides_against_its_standard_negative_prompt(loaded, monkeypatch):
+    """Item 5: classifier-free guidance ran against an empty negative prompt; every Wan example uses this."""
+    adapter = loaded("wan22_ti2v_5b")
+    seen: list = []
+    encode = adapter.pipe.encode_prompt
 
-    adapter = build_adapter("cogvideox_5b_i2v", AdapterSettings(quantization="auto"))
-    with caplog.at_level(logging.INFO):
-        config, used = adapter._quantization_config(torch.device("cuda"), torch.bfloat16)
-    assert used == "int8wo"
-    assert "cogvideox_5b_i2v: quantization auto -> int8wo on cuda" in caplog.text
-    assert set(config.quant_mapping) == {"transformer"}
-    backend = config.quant_mapping["transformer"]
-    assert isinstance(backend, diffusers.TorchAoConfig)
-    assert isinstance(backend.quant_type, Int8WeightOnlyConfig)
-    assert adapter._quantization_config(torch.device("cpu"), torch.float32) == (None, "none")
+    def spy(*args, **kwargs):
+        seen.append(kwargs.get("negative_prompt"))
+        return encode(*args, **kwargs)
+
+    monkeypatch.setattr(adapter.pipe, "encode_prompt", spy)
+    adapter.generate(_request("wan22_ti2v_5b", num_frames=5))
+    assert seen == [WAN_NEGATIVE]
+    custom = type(adapter)(AdapterSettings(options={"negative_prompt": "blurry"}))
+    custom.pipe = adapter.pipe
+    assert custom._model_kwargs() == {"negative_prompt": "blurry"}
 
 
 def test_wan_keeps_its_vae_in_fp32(tiny_folder):
@@ -273,7 +281,10 @@ def test_wan_keeps_its_vae_in_fp32(tiny_folder):
     [
         (AdapterSettings(dtype="fp16"), "overflows in fp16"),
         (AdapterSettings(dtype="fp8"), "dtype: cogvideox_5b_i2v takes auto, bf16, fp16 or fp32"),
-        (AdapterSettings(quantization="int4"), "quantization: cogvideox_5b_i2v takes none, int8wo or nf4"),
+        (
+            AdapterSettings(quantization="int4"),
+            "quantization: cogvideox_5b_i2v takes auto, none, int8wo, nf4",
+        ),
         (AdapterSettings(device="tpu"), "device: cogvideox_5b_i2v runs on auto, cpu or cuda"),
     ],
 )
@@ -334,9 +345,11 @@ def test_cogvideox_trims_to_40_frames_unless_trim_frames_says_otherwise(loaded):
             "width: cogvideox15_5b_i2v needs a multiple of 16, got 1352",
         ),
         ("cogvideox15_5b_i2v", 1360, 768, 16, 170, "keeps 1..161 frames per clip (frames 81 or 161)"),
-        ("wan22_ti2v_5b", 720, 480, 24, 49, "width: wan22_ti2v_5b needs a multiple of 32, got 720"),
+        ("wan22_ti2v_5b", 720, 480, 24, 49, "width/height: wan22_ti2v_5b makes 1280x704, 704x1280 only"),
+        ("wan22_ti2v_5b", 1024, 576, 24, 49, "width/height: wan22_ti2v_5b makes 1280x704, 704x1280 only"),
         ("wan22_ti2v_5b", 1280, 704, 24, 122, "keeps 1..121 frames per clip (frames 4N+1 up to 121)"),
-        ("hunyuan_i2v", 1280, 728, 24, 129, "height: hunyuan_i2v needs a multiple of 16, got 728"),
+        ("hunyuan_i2v", 720, 480, 24, 65, "width/height: hunyuan_i2v makes 1280x720, 720x1280 only"),
+        ("hunyuan_i2v", 1280, 728, 24, 129, "width/height: hunyuan_i2v makes 1280x720, 720x1280 only"),
         ("hunyuan_i2v", 1280, 720, 24, 130, "keeps 1..129 frames per clip (frames 4N+1 up to 129)"),
     ],
 )
@@ -352,14 +365,28 @@ def test_constraints_reject_what_the_model_cannot_make(name, width, height, fps,
         ("cogvideox_5b_i2v", 720, 480, 8, 40),
         ("cogvideox15_5b_i2v", 1360, 768, 16, 81),
         ("wan22_ti2v_5b", 1280, 704, 24, 121),
-        ("wan22_ti2v_5b", 64, 64, 24, 9),
+        ("wan22_ti2v_5b", 704, 1280, 24, 121),
         ("hunyuan_i2v", 1280, 720, 24, 129),
+        ("hunyuan_i2v", 720, 1280, 24, 65),
     ],
 )
 def test_constraints_accept_native_settings(name, width, height, fps, frames):
     info = get_adapter_info(name)
     assert info.constraints.check(name, width=width, height=height, fps=fps, clip_frames=frames) == []
     assert info.large and info.repo_id and info.cls.weights_gb > 20
+
+
+def test_any_size_lets_wan_and_hunyuan_run_other_sizes_and_is_checked():
+    wan = get_adapter_info("wan22_ti2v_5b").cls
+    rules = wan.constraints_for(AdapterSettings(options={"any_size": True}))
+    assert rules.check("wan22_ti2v_5b", width=64, height=64, fps=24) == []
+    assert rules.check("wan22_ti2v_5b", width=720, height=480, fps=24) == [
+        "width: wan22_ti2v_5b needs a multiple of 32, got 720"
+    ]
+    with pytest.raises(AdapterError, match="options.any_size: cogvideox_5b_i2v takes true or false"):
+        get_adapter_info("cogvideox_5b_i2v").cls.constraints_for(AdapterSettings(options={"any_size": True}))
+    with pytest.raises(AdapterError, match="options.any_size: wan22_ti2v_5b takes true or false"):
+        wan.constraints_for(AdapterSettings(options={"any_size": "yes"}))
 
 
 @pytest.mark.parametrize("name", ADAPTERS)

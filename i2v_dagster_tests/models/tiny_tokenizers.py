@@ -11,6 +11,8 @@ round-trips ``save_pretrained`` / ``from_pretrained`` (its own class and ``AutoT
 - :func:`llama_tokenizer`: ``LlamaTokenizer`` (= ``LlamaTokenizerFast``) with the Llama 3 header tokens and
   ``<image>``, HunyuanVideo-I2V ``tokenizer`` (Llava text encoder).
 - :func:`bert_tokenizer`: ``BertTokenizer`` (cased WordPiece), Bark's processor.
+- :func:`train_sentencepiece`: a ``spiece.model`` from sentencepiece's own trainer (the real repos' T5
+  tokenizer file; see ``real_layout.py``).
 """
 
 from __future__ import annotations
@@ -29,6 +31,8 @@ VOCAB_SIZE = 1000
 
 T5_PAD_ID, T5_EOS_ID, T5_UNK_ID = 0, 1, 2
 """Special ids of :func:`t5_tokenizer` and :func:`umt5_tokenizer`, as in T5 (pad, eos, unk)."""
+SPIECE_VOCAB_SIZE = 500
+"""Pieces of :func:`train_sentencepiece`'s model; with T5's 100 (UMT5's 300) extra ids below VOCAB_SIZE."""
 
 CLIP_MAX_LENGTH = 77
 T5_MAX_LENGTH = 512
@@ -218,21 +222,55 @@ def umt5_tokenizer() -> T5Tokenizer:
     return tf.T5Tokenizer(vocab=_unigram_vocab(extra), extra_ids=0, model_max_length=T5_MAX_LENGTH)
 
 
-def clip_tokenizer() -> CLIPTokenizer:
-    """``CLIPTokenizer`` (lower-cased byte-level BPE with ``</w>``): bos ``<|startoftext|>``, eos/pad/unk
-    ``<|endoftext|>``, ``model_max_length`` 77."""
-    tf = _transformers()
+def clip_vocab_and_merges() -> tuple[dict[str, int], list[tuple[str, str]]]:
+    """The vocabulary and merges of :func:`clip_tokenizer` (what a CLIP repo's ``vocab.json`` and
+    ``merges.txt`` hold)."""
     chars = _ascii_chars()
     # Every character in both forms ("a" and "a</w>"), as CLIPTokenizer's BPE expects.
     base = ["<|startoftext|>", "<|endoftext|>", *chars, *(f"{ch}</w>" for ch in chars)]
     words = [(*w[:-1], f"{w[-1]}</w>") for w in dict.fromkeys(w.lower() for w in WORDS)]
     vocab, merges = _bpe(words, base)
     _check_size("CLIP", vocab)
+    return vocab, merges
+
+
+def clip_tokenizer() -> CLIPTokenizer:
+    """``CLIPTokenizer`` (lower-cased byte-level BPE with ``</w>``): bos ``<|startoftext|>``, eos/pad/unk
+    ``<|endoftext|>``, ``model_max_length`` 77."""
+    tf = _transformers()
+    vocab, merges = clip_vocab_and_merges()
     return tf.CLIPTokenizer(
         vocab=vocab,
         merges=merges,
         model_max_length=CLIP_MAX_LENGTH,
     )
+
+
+def train_sentencepiece(*, vocab_size: int = SPIECE_VOCAB_SIZE) -> bytes:
+    """A Unigram ``spiece.model`` trained by sentencepiece's own trainer on :data:`WORDS`, with T5's special
+    ids (pad 0, ``</s>`` 1, ``<unk>`` 2, no bos): the file format of a T5 repo's ``spiece.model``."""
+    import io
+
+    import sentencepiece as spm
+
+    words = list(dict.fromkeys(WORDS))
+    lines = [" ".join(words[i : i + 12]) for i in range(0, len(words), 3)]
+    lines += [" ".join(w.capitalize() for w in words[i : i + 12]) for i in range(0, len(words), 5)]
+    model = io.BytesIO()
+    spm.SentencePieceTrainer.train(
+        sentence_iterator=iter(lines),
+        model_writer=model,
+        vocab_size=vocab_size,
+        model_type="unigram",
+        pad_id=T5_PAD_ID,
+        eos_id=T5_EOS_ID,
+        unk_id=T5_UNK_ID,
+        bos_id=-1,
+        character_coverage=1.0,
+        num_threads=1,
+        minloglevel=2,
+    )
+    return model.getvalue()
 
 
 def llama_tokenizer() -> LlamaTokenizer:

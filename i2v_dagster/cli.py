@@ -136,6 +136,38 @@ def _doctor_lines() -> list[tuple[str, bool | None, str]]:
     return lines
 
 
+def cmd_plan(args: argparse.Namespace) -> int:
+    """Each GPU stage's placement and estimated peak against a card, before any weights load."""
+    from i2v_dagster.gpu_plan import current_free_gb, spec_plan
+    from i2v_dagster.models.memory import free_gb_for_card
+    from i2v_dagster.specfile import load_spec
+
+    spec = load_spec(args.spec, args.set, check_files=False, check_card=False)
+    if args.free_gb is not None:
+        free, card = args.free_gb, f"{args.free_gb:g} GB free"
+    elif args.card_gb is not None:
+        free, card = free_gb_for_card(args.card_gb), f"a {args.card_gb:g} GB card"
+    elif (now := current_free_gb()) is not None:
+        free, card = now, "this GPU"
+    elif spec.target_gpu_gb is not None:
+        free, card = (
+            free_gb_for_card(spec.target_gpu_gb),
+            f"the {spec.target_gpu_gb:g} GB card the spec names",
+        )
+    else:
+        print(
+            "error: no GPU here and the spec names no card: give --card-gb N or --free-gb N", file=sys.stderr
+        )
+        return 2
+    plans = spec_plan(spec, free_gb=free)
+    print(f"{spec.name}: GPU memory plan on {card} ({free:.1f} GB free), {spec.width}x{spec.height}")
+    for plan in plans:
+        print(f"  {plan.describe()}")
+    misfits = [p for p in plans if not p.fits]
+    print("all stages fit" if not misfits else f"{len(misfits)} stage(s) do not fit: see the fix above")
+    return 0 if not misfits else 1
+
+
 def cmd_doctor(args: argparse.Namespace) -> int:
     failed = False
     for name, ok, detail in _doctor_lines():
@@ -322,6 +354,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="override a field")
     p.add_argument("--json", action="store_true", help="print the validated spec")
     p.set_defaults(func=cmd_validate)
+    p = sub.add_parser("plan", help="each GPU stage's placement and estimated peak memory against a card")
+    p.add_argument("spec")
+    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE")
+    card = p.add_mutually_exclusive_group()
+    card.add_argument("--card-gb", type=float, help="a card of this size (e.g. 24, 80), idle")
+    card.add_argument("--free-gb", type=float, help="this much free GPU memory")
+    p.set_defaults(func=cmd_plan)
     p = sub.add_parser("doctor", help="check FFmpeg, torch/CUDA, the HF cache and Ollama")
     p.set_defaults(func=cmd_doctor)
     p = sub.add_parser("adapters", help="list adapters and their rules")

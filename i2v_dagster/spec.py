@@ -93,8 +93,9 @@ class ModelChoice(SpecModel):
     dtype: Literal["auto", "bf16", "fp16", "fp32"] = Field("auto", description="Weight dtype.")
     quantization: Literal["auto", "none", "int8wo", "nf4"] = Field(
         "auto",
-        description="auto: chosen for the card by the memory planner (bf16 where it fits); int8wo: torchao "
-        "int8 weight-only; nf4: bitsandbytes 4-bit (CUDA only); none: full precision.",
+        description="auto: chosen by the memory planner for the card's free memory (bf16 where it fits, "
+        "else int8 weight-only, then CPU offload; plain weights on CPU); int8wo: torchao int8 weight-only; "
+        "nf4: bitsandbytes 4-bit (CUDA only); none: full precision.",
     )
     device: Literal["auto", "cpu", "cuda"] = Field("auto", description="auto: CUDA when present.")
     cpu_offload: bool = Field(False, description="Model CPU offload (needs an accelerator).")

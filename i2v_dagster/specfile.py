@@ -225,7 +225,9 @@ def _short(value: Any) -> str:
     return text if len(text) <= 80 else text[:77] + "..."
 
 
-def parse_spec(data: Any, overrides: list[str] | None = None, *, check_files: bool = True) -> JobSpec:
+def parse_spec(
+    data: Any, overrides: list[str] | None = None, *, check_files: bool = True, check_card: bool = True
+) -> JobSpec:
     """``data`` (a spec mapping) with ``overrides`` applied, validated by every rule; raises SpecError."""
     if not isinstance(data, dict):
         raise SpecError(f"invalid job spec: expected a mapping, got {type(data).__name__}")
@@ -235,7 +237,7 @@ def parse_spec(data: Any, overrides: list[str] | None = None, *, check_files: bo
         spec = JobSpec.model_validate(data)
     except ValidationError as exc:
         raise SpecError(format_validation_error(exc)) from None
-    problems = spec_problems(spec, check_files=check_files)
+    problems = spec_problems(spec, check_files=check_files, check_card=check_card)
     if problems:
         raise SpecError("invalid job spec:\n  " + "\n  ".join(problems))
     return spec
@@ -250,11 +252,13 @@ def _with_defaults(data: dict[str, Any]) -> dict[str, Any]:
         return data
 
 
-def load_spec(path: str | Path, overrides: list[str] | None = None, *, check_files: bool = True) -> JobSpec:
-    return parse_spec(read_spec_file(path), overrides, check_files=check_files)
+def load_spec(
+    path: str | Path, overrides: list[str] | None = None, *, check_files: bool = True, check_card: bool = True
+) -> JobSpec:
+    return parse_spec(read_spec_file(path), overrides, check_files=check_files, check_card=check_card)
 
 
-def spec_problems(spec: JobSpec, *, check_files: bool = True) -> list[str]:
+def spec_problems(spec: JobSpec, *, check_files: bool = True, check_card: bool = True) -> list[str]:
     """Rules across fields: the adapters' (the registry's business) and the files the spec names."""
     from i2v_dagster.models.registry import spec_problems as adapter_problems
 
@@ -272,6 +276,10 @@ def spec_problems(spec: JobSpec, *, check_files: bool = True) -> list[str]:
                 "(silent video)"
             )
     problems += adapter_problems(spec)
+    if not problems and check_card:
+        from i2v_dagster.gpu_plan import card_problems
+
+        problems += card_problems(spec)
     if check_files:
         if spec.initial_image is not None:
             problems += image_problems("initial_image", spec.initial_image)

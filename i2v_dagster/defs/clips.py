@@ -20,14 +20,14 @@ from i2v_dagster.defs.checks import (
     check_result,
     check_specs,
 )
-from i2v_dagster.defs.common import load_video, path_md, video_partition
+from i2v_dagster.defs.common import load_video, log_stage_plan, path_md, video_partition
 from i2v_dagster.defs.outputs import OutputsResource
 from i2v_dagster.defs.partitions import CLIP_PARTITIONS, VIDEOS, by_video, clip_key, ensure_clip_ids
 from i2v_dagster.defs.residency import ModelResidency
 from i2v_dagster.defs.story import keyframes, narration
 from i2v_dagster.errors import ClipRejectedError, ClipTimeoutError
 from i2v_dagster.guardrails import shielded
-from i2v_dagster.models.registry import settings_for
+from i2v_dagster.models.registry import stage_settings
 from i2v_dagster.planning import ClipPlan
 from i2v_dagster.progress import Progress, ProgressEvent, notify
 from i2v_dagster.render import ClipMaker, MadeClip, Prepared
@@ -199,7 +199,8 @@ def clips(
     started = time.monotonic()
     records, reused = [], []
     with contextlib.ExitStack() as stack:
-        model = residency.lazy(stack, choice.adapter, settings_for(choice))
+        log_stage_plan(context, state.spec, "video")
+        model = residency.lazy(stack, choice.adapter, stage_settings(state.spec, "video"))
         for plan in plans:
             prepared = maker.prepare(plan)
             made = maker.reuse(prepared)
@@ -287,7 +288,8 @@ def clip(
         context.log.info("clip %s unchanged (key %s): kept as it is", index_key, prepared.key[:12])
     else:
         choice = state.spec.models.video
-        with residency.use(choice.adapter, settings_for(choice)) as model:
+        log_stage_plan(context, state.spec, "video")
+        with residency.use(choice.adapter, stage_settings(state.spec, "video")) as model:
             # a one-clip run: its budget is the clip's own limit
             made = make_one(maker, model, prepared, budget_left_s=state.spec.clip_time_limit_s)
     metadata = clip_metadata(state, made.record, reused=made.reused)

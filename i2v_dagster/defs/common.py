@@ -44,3 +44,12 @@ def path_md(paths: VideoPaths, path: Path) -> dg.MetadataValue:
 
 def timings_md(**seconds: float) -> dict[str, dg.MetadataValue]:
     return {f"seconds_{k}": dg.MetadataValue.float(round(v, 3)) for k, v in seconds.items()}
+
+
+def log_stage_plan(context, spec, role: str) -> None:
+    """The GPU step's memory plan as its first line (against this GPU, or the card the spec names)."""
+    from i2v_dagster.gpu_plan import stage_line
+
+    line = stage_line(spec, role)
+    if line is not None:
+        context.log.info(line)

@@ -18,7 +18,6 @@ Rules:
 from __future__ import annotations
 
 import contextlib
-import gc
 import hashlib
 import json
 import logging
@@ -32,6 +31,7 @@ import dagster as dg
 from pydantic import Field, PrivateAttr
 
 from i2v_dagster.errors import ModelLoadError
+from i2v_dagster.models._torch import free_memory
 from i2v_dagster.models.base import Adapter
 from i2v_dagster.models.registry import build_adapter
 
@@ -47,13 +47,6 @@ def _cuda_stats(reset: bool = False) -> dict[str, float]:
     if reset:
         torch.cuda.reset_peak_memory_stats()
     return stats
-
-
-def _free_memory() -> None:
-    gc.collect()
-    torch = sys.modules.get("torch")
-    if torch is not None and torch.cuda.is_available():
-        torch.cuda.empty_cache()
 
 
 def release_frames(exc: BaseException) -> None:
@@ -121,7 +114,7 @@ class ModelResidency(dg.ConfigurableResource):
         model.unload()
         del model
         if holds_weights:
-            _free_memory()
+            free_memory()
         event = {
             "event": "unload",
             "model": key,

@@ -20,7 +20,7 @@ from i2v_dagster.defs.storage import latest_materialization
 from i2v_dagster.defs.story import narration
 from i2v_dagster.errors import MediaError
 from i2v_dagster.fsutil import sha256_file
-from i2v_dagster.models.registry import settings_for
+from i2v_dagster.models.registry import settings_for, stage_settings
 from i2v_dagster.progress import ProgressEvent, notify
 from i2v_dagster.state import VideoState
 from i2v_dagster.stitching import make_pictures, stitch_video
@@ -139,7 +139,7 @@ def prompt_fidelity_outcome(state: VideoState, residency: ModelResidency) -> Che
             texts.append(prompts[plan.scene])
             labels.append(f"clip {plan.key} frame {j}")
     try:
-        with residency.use(choice.adapter, settings_for(choice)) as scorer:
+        with residency.use(choice.adapter, stage_settings(spec, "scorer")) as scorer:
             scores = scorer.score(images, texts)
     except ScorerUnavailableError as exc:
         return CheckOutcome.skipped(NAME, str(exc), threshold=threshold)

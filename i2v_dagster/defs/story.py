@@ -11,7 +11,7 @@ import dagster as dg
 import numpy as np
 
 from i2v_dagster.artefacts import content_key, file_hashes, read_record, reusable
-from i2v_dagster.defs.common import load_video, path_md, timings_md
+from i2v_dagster.defs.common import load_video, log_stage_plan, path_md, timings_md
 from i2v_dagster.defs.config import spec_config_schema
 from i2v_dagster.defs.outputs import OutputsResource
 from i2v_dagster.defs.partitions import VIDEOS
@@ -19,7 +19,7 @@ from i2v_dagster.defs.residency import ModelResidency
 from i2v_dagster.errors import SpecError
 from i2v_dagster.fsutil import remove_stale_temporaries, save_png_atomic, sha256_file, write_json_atomic
 from i2v_dagster.media.audio import pad_to, read_wav, write_wav
-from i2v_dagster.models.registry import max_clip_frames, settings_for
+from i2v_dagster.models.registry import max_clip_frames, settings_for, stage_settings
 from i2v_dagster.paths import VideoPaths
 from i2v_dagster.planning import plan_timeline, scene_frames
 from i2v_dagster.progress import ProgressEvent, notify
@@ -161,7 +161,8 @@ def narration(
     else:
         speech = spec.models.speech
         with contextlib.ExitStack() as stack:
-            model = residency.lazy(stack, speech.adapter, settings_for(speech))
+            log_stage_plan(context, spec, "speech")
+            model = residency.lazy(stack, speech.adapter, stage_settings(spec, "speech"))
             audio, rate, reused = scene_speech(spec, scenes, paths, model, context.log)
         durations = [len(samples) / rate for samples in audio]
         padded = [pad_to(a, rate, scene_frames(d, fps) / fps) for a, d in zip(audio, durations, strict=True)]
@@ -228,7 +229,8 @@ def keyframes(
     settings = choice.model_dump(mode="json")
     model_id = choice.model or choice.adapter
     with contextlib.ExitStack() as stack:
-        model = residency.lazy(stack, choice.adapter, settings_for(choice))
+        log_stage_plan(context, spec, "image")
+        model = residency.lazy(stack, choice.adapter, stage_settings(spec, "image"))
         for i, scene in enumerate(written.scenes):
             prompt = spec.keyframe_prompt(scene, written.subject)
             key = content_key(

@@ -10,6 +10,7 @@ import gc
 import json
 import os
 import re
+import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -116,11 +117,11 @@ def check_sentencepiece(adapter_name: str) -> None:
 
 
 def free_memory() -> None:
-    """Collect garbage, then give cached CUDA memory back to the driver (when CUDA is there)."""
+    """Collect garbage, then give cached CUDA memory back to the driver (when torch is loaded and sees
+    CUDA: a process that never imported torch holds no GPU memory, and this does not import it)."""
     gc.collect()
-    import torch
-
-    if torch.cuda.is_available():
+    torch = sys.modules.get("torch")
+    if torch is not None and torch.cuda.is_available():
         torch.cuda.empty_cache()
 
 

@@ -394,6 +394,8 @@ class StagePlan:
         )
         if self.fix:
             line += f"; fix: {self.fix}"
+        elif self.fits and self.placement.offload == "sequential":
+            line += " (but slowly: sequential offload streams every layer from the CPU at every step)"
         return line
 
 

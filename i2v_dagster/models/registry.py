@@ -95,13 +95,33 @@ def build_adapter(name: str, settings=None, *, logger=None) -> Adapter:
     return get_adapter_info(name).cls(settings, logger=logger)
 
 
-def settings_for(choice) -> AdapterSettings:
-    """The :class:`AdapterSettings` of a spec's per-role choice (``spec.models.<role>``)."""
+def settings_for(choice, *, plan_size: tuple[int, ...] | None = None) -> AdapterSettings:
+    """The :class:`AdapterSettings` of a spec's per-role choice (``spec.models.<role>``). ``plan_size``
+    (width, height, frames): the clip size the memory planner plans for, given to adapters that plan."""
     from i2v_dagster.models.base import AdapterSettings
 
     data = choice.model_dump()
-    data.pop("adapter")
+    adapter = data.pop("adapter")
+    if plan_size is not None and adapter != "none" and plans_memory(adapter):
+        data["options"] = {"plan_size": list(plan_size), **data["options"]}
     return AdapterSettings(**data)
+
+
+def plans_memory(name: str) -> bool:
+    """Whether the adapter asks the memory planner where its weights go (the diffusers pipelines)."""
+    return getattr(get_adapter_info(name).cls, "default_plan_size", None) is not None
+
+
+def stage_settings(spec, role: str) -> AdapterSettings:
+    """The settings a pipeline step builds ``role``'s adapter with (keyframes and clips planned at the
+    spec's size; clips at their longest generation)."""
+    choice = getattr(spec.models, role)
+    size = None
+    if role == "image":
+        size = (spec.width, spec.height, 1)
+    elif role == "video":
+        size = (spec.width, spec.height, max_clip_frames(spec))
+    return settings_for(choice, plan_size=size)
 
 
 def options_problems(field: str, name: str, options: dict) -> list[str]:

@@ -9,8 +9,8 @@ from pathlib import Path
 import pytest
 import yaml
 
-from i2v_dagster.models.registry import get_adapter_info
-from i2v_dagster.spec import load_spec
+from i2v_dagster.models.registry import get_adapter_info, stage_settings
+from i2v_dagster.specfile import load_spec
 
 JOBS = Path(__file__).resolve().parents[2] / "jobs"
 REAL_JOBS = (
@@ -37,7 +37,9 @@ def _job(name: str):
 def _models(spec):
     roles = ("script", "speech", "image", "video", "scorer")
     choices = {role: getattr(spec.models, role) for role in roles}
-    return {role: (c.adapter, c.settings()) for role, c in choices.items() if c.adapter != "none"}
+    return {
+        role: (c.adapter, stage_settings(spec, role)) for role, c in choices.items() if c.adapter != "none"
+    }
 
 
 @pytest.mark.parametrize("name", REAL_JOBS)
@@ -59,7 +61,7 @@ def test_job_states_its_card_and_every_gpu_stage_fits_it(name):
 def test_job_uses_a_size_the_video_model_was_trained_for(name):
     _, spec = _job(name)
     video = spec.models.video
-    rules = get_adapter_info(video.adapter).constraints_for(video.settings())
+    rules = get_adapter_info(video.adapter).constraints_for(stage_settings(spec, "video"))
     assert rules.check(video.adapter, width=spec.width, height=spec.height, fps=spec.fps) == []
 
 

@@ -91,11 +91,12 @@ class ModelChoice(SpecModel):
         None, max_length=200, description="Hub revision (commit, tag or branch) to pin."
     )
     dtype: Literal["auto", "bf16", "fp16", "fp32"] = Field("auto", description="Weight dtype.")
-    quantization: Literal["auto", "none", "int8wo", "nf4"] = Field(
+    quantization: Literal["auto", "none", "int8wo", "int8dq", "fp8", "nf4"] = Field(
         "auto",
         description="auto: chosen by the memory planner for the card's free memory (bf16 where it fits, "
         "else int8 weight-only, then CPU offload; plain weights on CPU); int8wo: torchao int8 weight-only; "
-        "nf4: bitsandbytes 4-bit (CUDA only); none: full precision.",
+        "int8dq: torchao int8 dynamic activations + int8 weights; fp8: torchao float8 (cards with fp8, "
+        "compute capability 8.9+); nf4: bitsandbytes 4-bit (CUDA only); none: full precision.",
     )
     device: Literal["auto", "cpu", "cuda"] = Field("auto", description="auto: CUDA when present.")
     cpu_offload: bool = Field(False, description="Model CPU offload (needs an accelerator).")

@@ -49,8 +49,35 @@ def dagster_twin(model: type[BaseModel]) -> type[dg.Config]:
     return create_model(model.__name__, __base__=dg.Config, __doc__=model.__doc__, **fields)
 
 
+class SpecShape(dg.Shape):
+    """The spec's Dagster shape, whose post-processing runs every rule of the spec
+    (:func:`i2v_dagster.specfile.parse_spec`): Dagster applies it while it resolves a run's config, before
+    the run is created, so a spec that breaks a rule Dagster's types cannot express (a bound, a name
+    pattern, an adapter's size rule, a file that is missing) is refused at launch, from the Launchpad,
+    ``dagster job execute`` or ``dg launch``, with no run, partition or file made."""
+
+    def __new__(cls, fields, description=None, field_aliases=None):
+        # Shape memoizes its instances by a hash of the fields; this one must stay a SpecShape
+        instance = object.__new__(cls)
+        instance._initialized = False
+        return instance
+
+    def post_process(self, value: Any) -> Any:
+        from dagster._config import PostProcessingError
+
+        from i2v_dagster.errors import SpecError
+        from i2v_dagster.specfile import parse_spec
+
+        try:
+            parse_spec(value)
+        except SpecError as exc:
+            raise PostProcessingError(str(exc)) from None
+        return value
+
+
 def spec_config_schema() -> dg.Field:
     """The Dagster config schema of a :class:`~i2v_dagster.spec.JobSpec` (the ``script`` asset's config)."""
     from dagster._config.pythonic_config.config import infer_schema_from_config_class
 
-    return infer_schema_from_config_class(dagster_twin(JobSpec), description=JobSpec.__doc__)
+    field = infer_schema_from_config_class(dagster_twin(JobSpec), description=JobSpec.__doc__)
+    return dg.Field(SpecShape(fields=field.config_type.fields, description=JobSpec.__doc__), is_required=True)

@@ -54,7 +54,8 @@ def test_three_runs_at_once_hold_one_large_model_at_a_time(tmp_path):
     procs = []
     for name in ("pool-a", "pool-b", "pool-c"):
         spec = mock_spec(name, tmp_path / "out")
-        spec["models"] = {"video": {"adapter": "mock_video", "options": {"steps": 4, "seconds_per_step": 0.2}}}
+        slow = {"steps": 4, "seconds_per_step": 0.2}
+        spec["models"] = {"video": {"adapter": "mock_video", "options": slow}}
         path = tmp_path / f"{name}.yaml"
         path.write_text(yaml.safe_dump({"ops": {"script": {"config": spec}}}))
         procs.append(

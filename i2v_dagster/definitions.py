@@ -24,6 +24,7 @@ defs = dg.Definitions(
     schedules=[smoke_prefetch_schedule],
     sensors=[dead_runs_sensor],
     resources={"outputs": OutputsResource(), "residency": ModelResidency(), "hf": hf_resource()},
+    executor=dg.in_process_executor,  # an ad-hoc materialization (one clip) runs in one process, no spawn
 )
 
 

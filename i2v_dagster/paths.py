@@ -58,6 +58,12 @@ class VideoPaths:
     def clip_last(self, index: int) -> Path:
         return self.root / "clips" / f"clip_{clip_id(index)}_last.png"
 
+    def clip_preview(self, index: int) -> Path:
+        return self.root / "clips" / f"clip_{clip_id(index)}_preview.webp"
+
+    def clip_override(self, index: int) -> Path:
+        return self.root / "clips" / f"clip_{clip_id(index)}.override.json"
+
     def clip_record(self, index: int) -> Path:
         return self.root / "clips" / f"clip_{clip_id(index)}.json"
 

@@ -16,6 +16,7 @@ its results into materializations and check results).
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import logging
 import shutil
@@ -37,6 +38,8 @@ from i2v_dagster.state import VideoState, load_frame
 
 MOCK_ENCODER = ("ultrafast", 18)
 REAL_ENCODER = ("medium", 16)
+PREVIEW_STEP = 3
+"""Every third frame goes into a clip's animated preview."""
 BLOCKING = ("broken_frames", "motion", "seam")
 """Checks that reject a try (shape and colour drift are reported, not retried: a new seed fixes neither)."""
 
@@ -61,6 +64,8 @@ class Prepared:
     cond: Conditioning
     prompt: str
     key: str
+    override: dict[str, Any] | None = None
+    """A stored seed/prompt for this clip (``clips/clip_NNN.override.json``), when one is set."""
 
 
 @dataclass(frozen=True)
@@ -167,9 +172,19 @@ class ClipMaker:
     # ----- 1. what the clip is made from -----
 
     def prepare(self, plan: ClipPlan) -> Prepared:
-        prompt = self.spec.motion_prompt(self._script.scenes[plan.scene])
+        """The clip's inputs: the plan's seed and the scene's motion prompt, or the override stored for this
+        clip (a single-clip re-make with another seed or prompt, kept until cleared)."""
+        scene = self._script.scenes[plan.scene]
+        override = read_record(self.state.paths.clip_override(plan.index))
+        if override:
+            if override.get("seed") is not None:
+                plan = dataclasses.replace(plan, seed=int(override["seed"]))
+            if override.get("motion_prompt"):
+                scene = scene.model_copy(update={"motion_prompt": str(override["motion_prompt"])})
+        prompt = self.spec.motion_prompt(scene)
         cond = conditioning_for(self.state, plan)
-        return Prepared(plan=plan, cond=cond, prompt=prompt, key=clip_key(self.spec, plan, cond, prompt))
+        key = clip_key(self.spec, plan, cond, prompt)
+        return Prepared(plan=plan, cond=cond, prompt=prompt, key=key, override=override or None)
 
     # ----- 2. reuse -----
 
@@ -282,6 +297,12 @@ class ClipMaker:
             frames = match_color(frames, self.state.color_reference)
         return frames
 
+    def preview(self, frames: np.ndarray, path):
+        """A small animated WebP of the clip (every 3rd frame) for the UI."""
+        from i2v_dagster.verify.pictures import animated_webp
+
+        return animated_webp(list(frames[::PREVIEW_STEP]), path, frame_ms=1000 * PREVIEW_STEP / self.spec.fps)
+
     def join_with_previous(self, prepared: Prepared, first: np.ndarray, pair_diffs: list[float]):
         """The join of a continuing clip with the clip before it (its conditioning frame is that clip's
         last frame), measured as the seam check does; None for a clip that starts from a picture."""
@@ -354,6 +375,7 @@ class ClipMaker:
                 return {"rejected": True, "_attempt": attempt}
             save_png_atomic(frames[0], paths.clip_first(plan.index))
             save_png_atomic(frames[-1], paths.clip_last(plan.index))
+            preview = self.preview(frames, paths.clip_preview(plan.index))
         except BaseException:
             encode.abort()
             raise
@@ -392,6 +414,8 @@ class ClipMaker:
             "bytes": clip_file.stat().st_size,
             "first_frame": paths.rel(paths.clip_first(plan.index)),
             "last_frame": paths.rel(paths.clip_last(plan.index)),
+            "preview": paths.rel(preview),
+            "override": prepared.override,
             "files": file_hashes(
                 paths.root, (clip_file, paths.clip_first(plan.index), paths.clip_last(plan.index))
             ),

@@ -192,4 +192,31 @@ def make_pictures(state: VideoState, records: dict[str, dict[str, Any]]) -> dict
         spec.checks.max_color_drift,
         paths.verify_dir / "motion_drift.png",
     )
-    return {"contact_sheet": sheet, "motion_drift_plot": plot}
+    return {"contact_sheet": sheet, "motion_drift_plot": plot, "preview": video_preview(state, records)}
+
+
+PREVIEW_FRAMES = 72
+"""Most frames in the video's animated preview (made from the clips' previews, not by decoding the video)."""
+
+
+def video_preview(state: VideoState, records: dict[str, dict[str, Any]]) -> Path | None:
+    """An animated WebP of the whole video, from the clips' own previews, thinned to ``PREVIEW_FRAMES``."""
+    from i2v_dagster.render import PREVIEW_STEP
+    from i2v_dagster.verify.pictures import animated_webp, webp_frames
+
+    paths = state.paths
+    frames = []
+    for record in records.values():
+        preview = paths.root / record.get("preview", "-")
+        if not preview.is_file():
+            return None
+        frames += webp_frames(preview)
+    if not frames:
+        return None
+    keep = max(1, -(-len(frames) // PREVIEW_FRAMES))
+    return animated_webp(
+        frames[::keep],
+        paths.verify_dir / "preview.webp",
+        frame_ms=1000 * PREVIEW_STEP * keep / state.spec.fps,
+        width=frames[0].width,
+    )

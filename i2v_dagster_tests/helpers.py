@@ -61,8 +61,11 @@ def render(instance: dg.DagsterInstance, spec: dict[str, Any]) -> dg.ExecutionRe
     )
 
 
-def materialize_clip(instance: dg.DagsterInstance, video: str, index: int) -> dg.ExecuteInProcessResult:
-    """What `dagster asset materialize --select clip --partition "001|demo"` does."""
+def materialize_clip(
+    instance: dg.DagsterInstance, video: str, index: int, **config: Any
+) -> dg.ExecuteInProcessResult:
+    """What `dagster asset materialize --select clip --partition "001|demo"` does (``config``: the clip's
+    seed / motion_prompt / clear)."""
     from i2v_dagster.definitions import defs
 
     return dg.materialize(
@@ -70,7 +73,8 @@ def materialize_clip(instance: dg.DagsterInstance, video: str, index: int) -> dg
         selection=["clip"],
         instance=instance,
         resources=dict(defs.resources),
-        partition_key=dg.MultiPartitionKey({"video": video, "clip": f"{index:03d}"}),
+        partition_key=f"{index:03d}|{video}",
+        run_config={"ops": {"clip": {"config": config}}} if config else None,
         raise_on_error=False,
     )
 

@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 
 from i2v_dagster.defs.bundle import bundle
-from i2v_dagster.defs.clips import clip, clips
+from i2v_dagster.defs.clips import ClipConfig, clip, clips
 from i2v_dagster.defs.outputs import OutputsResource
 from i2v_dagster.defs.partitions import VIDEOS
 from i2v_dagster.defs.residency import ModelResidency
@@ -120,11 +120,9 @@ def test_4_clips_make_the_chain_and_log_each_clip(world):
 
 
 def test_5_clip_remakes_one_clip_with_its_checks(world):
-    ctx = dg.build_asset_context(
-        partition_key=dg.MultiPartitionKey({"video": VIDEO, "clip": "001"}), instance=world["instance"]
-    )
+    ctx = dg.build_asset_context(partition_key=f"001|{VIDEO}", instance=world["instance"])
     before = (world["root"] / "clips" / "clip_001.json").read_text()
-    result = clip(ctx, outputs=world["outputs"], residency=world["residency"])
+    result = clip(ctx, config=ClipConfig(), outputs=world["outputs"], residency=world["residency"])
     assert {c.check_name for c in result.check_results} == {"shape", "broken_frames", "motion", "color_drift"}
     assert all(c.passed for c in result.check_results)
     assert json.loads(before)["content_key"] == _v(result.metadata["content_key"])  # same inputs

@@ -11,6 +11,7 @@ import contextlib
 import time
 
 import dagster as dg
+from pydantic import Field
 
 from i2v_dagster.artefacts import content_key
 from i2v_dagster.defs.checks import (
@@ -20,9 +21,16 @@ from i2v_dagster.defs.checks import (
     check_result,
     check_specs,
 )
-from i2v_dagster.defs.common import load_video, log_stage_plan, path_md, video_partition
+from i2v_dagster.defs.common import load_video, log_stage_plan, path_md
 from i2v_dagster.defs.outputs import OutputsResource
-from i2v_dagster.defs.partitions import CLIP_PARTITIONS, VIDEOS, by_video, clip_key, ensure_clip_ids
+from i2v_dagster.defs.partitions import (
+    VIDEO_CLIPS,
+    VIDEOS,
+    clip_key,
+    register_clips,
+    split_clip_key,
+    unregister_clips,
+)
 from i2v_dagster.defs.residency import ModelResidency
 from i2v_dagster.defs.story import keyframes, narration
 from i2v_dagster.errors import ClipRejectedError, ClipTimeoutError
@@ -31,6 +39,7 @@ from i2v_dagster.models.registry import stage_settings
 from i2v_dagster.planning import ClipPlan
 from i2v_dagster.progress import Progress, ProgressEvent, notify
 from i2v_dagster.render import ClipMaker, MadeClip, Prepared
+from i2v_dagster.spec import MAX_PROMPT, MAX_SEED
 from i2v_dagster.state import VideoState
 from i2v_dagster.verify.chain import outcome_from_record
 from i2v_dagster.video_checks import chain_checks
@@ -96,9 +105,12 @@ def make_one(
 
 
 def clip_metadata(state: VideoState, record: dict, *, reused: bool = False) -> dict[str, dg.MetadataValue]:
+    from i2v_dagster.verify.pictures import webp_markdown
+
     paths = state.paths
     md: dict[str, dg.MetadataValue] = {
         "file": path_md(paths, paths.root / record["file"]),
+        "path": dg.MetadataValue.path(str(paths.root / record["file"])),
         "last_frame": path_md(paths, paths.root / record["last_frame"]),
         "conditioning": dg.MetadataValue.text(record["conditioning"]),
     }
@@ -112,6 +124,11 @@ def clip_metadata(state: VideoState, record: dict, *, reused: bool = False) -> d
     md["nan_frames"] = dg.MetadataValue.json(record["nan_frames"])
     md["attempts"] = dg.MetadataValue.json(record.get("attempts") or [])
     md["reused"] = dg.MetadataValue.bool(reused)
+    if record.get("override"):
+        md["override"] = dg.MetadataValue.json(record["override"])
+    preview = paths.root / record.get("preview", "-")
+    if preview.is_file():
+        md["preview"] = dg.MetadataValue.md(webp_markdown(preview, f"clip {record['clip']}"))
     return md
 
 
@@ -158,23 +175,23 @@ def clip_events(state: VideoState, made: MadeClip) -> list:
     return events
 
 
-def remove_stale_clips(context, state: VideoState, planned: int) -> None:
+def remove_stale_clips(context, state: VideoState, planned: int, stale_keys: list[str]) -> None:
     """Clips beyond the plan (an edit made the video shorter): their files go, their partitions are
-    reported as no longer in the plan."""
+    reported as no longer in the plan, then removed from the picker."""
     from i2v_dagster.defs.story import remove_beyond
 
-    removed = remove_beyond(state.paths, planned, ("clips/clip_*",), context.log)
-    stale = sorted({name.split("_")[1][:3] for name in removed})
-    for key in stale:
+    remove_beyond(state.paths, planned, ("clips/clip_*",), context.log)
+    for key in stale_keys:
         context.log_event(
             dg.AssetObservation(
                 asset_key="clip",
-                partition=clip_key(state.name, int(key)),
+                partition=key,
                 metadata={
                     "status": dg.MetadataValue.text("stale: no longer in the video's plan; files removed")
                 },
             )
         )
+    unregister_clips(context.instance, stale_keys)
 
 
 @dg.asset(
@@ -191,7 +208,7 @@ def clips(
 ) -> dg.MaterializeResult:
     state = load_video(context, outputs, context.partition_key)
     plans = state.timeline().clips
-    ensure_clip_ids(context.instance, len(plans))
+    stale_keys = register_clips(context.instance, state.name, len(plans))
     progress = Progress(total_clips=len(plans))
     maker = ClipMaker(state, log=context.log, on_step=step_logger(context, progress, state.name))
     choice = state.spec.models.video
@@ -236,7 +253,7 @@ def clips(
                     eta_s=progress.eta(),
                 )
             )
-    remove_stale_clips(context, state, len(plans))
+    remove_stale_clips(context, state, len(plans), stale_keys)
     total = time.monotonic() - started
     keys = [r["content_key"] for r in records]
     return dg.MaterializeResult(
@@ -256,37 +273,72 @@ def clips(
     )
 
 
+class ClipConfig(dg.Config):
+    """Debugging one clip: another seed or motion prompt for it, kept (and used by later runs and stitches
+    of the video) until cleared."""
+
+    seed: int | None = Field(
+        None, ge=0, le=MAX_SEED, description="Make this clip with this seed instead of the plan's."
+    )
+    motion_prompt: str | None = Field(
+        None, max_length=MAX_PROMPT, description="Make this clip with this motion prompt, not its scene's."
+    )
+    clear: bool = Field(False, description="Drop a stored seed/prompt: the clip goes back to the spec's.")
+
+
+def apply_override(state: VideoState, index: int, config: ClipConfig) -> dict | None:
+    """Store (or clear) the clip's override; returns what is stored now."""
+    from i2v_dagster.artefacts import read_record
+    from i2v_dagster.fsutil import write_json_atomic
+
+    path = state.paths.clip_override(index)
+    if config.clear:
+        path.unlink(missing_ok=True)
+        return None
+    stored = read_record(path) or {}
+    given = (("seed", config.seed), ("motion_prompt", config.motion_prompt))
+    asked = {k: v for k, v in given if v is not None}
+    if asked and {**stored, **asked} != stored:
+        stored = {**stored, **asked}
+        write_json_atomic(path, stored)
+    return stored or None
+
+
 @dg.asset(
-    partitions_def=CLIP_PARTITIONS,
-    deps=[dg.AssetDep(keyframes, partition_mapping=by_video())],
+    partitions_def=VIDEO_CLIPS,
     group_name="video",
     pool="gpu",
-    check_specs=check_specs("clip", CLIP_CHECKS, CLIP_PARTITIONS),
-    description="One clip (video x clip id). Materialize one partition alone to re-make that clip, "
-    "conditioned on the stored last frame of the clip before it; a clip whose inputs are unchanged is "
-    "reported unchanged and kept.",
+    check_specs=check_specs("clip", CLIP_CHECKS, VIDEO_CLIPS),
+    description="One clip of a video (`001|demo`: clip 001 of video demo), made by the `clips` step. "
+    "Materialize one partition alone to re-make that clip, conditioned on the stored last frame of the clip "
+    "before it, with another seed or motion prompt if you like (config); a clip whose inputs are "
+    "unchanged is reported unchanged and kept.",
 )
 def clip(
-    context: dg.AssetExecutionContext, outputs: OutputsResource, residency: ModelResidency
+    context: dg.AssetExecutionContext,
+    config: ClipConfig,
+    outputs: OutputsResource,
+    residency: ModelResidency,
 ) -> dg.MaterializeResult:
-    video = video_partition(context)
-    index_key = context.partition_key.keys_by_dimension["clip"]
+    video, index = split_clip_key(context.partition_key)
     state = load_video(context, outputs, video)
     plans = state.timeline().clips
-    index = int(index_key)
     if index >= len(plans):
         raise dg.Failure(
             description=f"video {video!r} has {len(plans)} planned clips (000..{len(plans) - 1:03d}); "
-            f"there is no clip {index_key}",
+            f"there is no clip {index:03d}",
             allow_retries=False,
         )
+    override = apply_override(state, index, config)
     progress = Progress(total_clips=1)
     maker = ClipMaker(state, log=context.log, on_step=step_logger(context, progress, video))
     prepared = maker.prepare(plans[index])
     made = maker.reuse(prepared)
     if made is not None:
-        context.log.info("clip %s unchanged (key %s): kept as it is", index_key, prepared.key[:12])
+        context.log.info("clip %03d unchanged (key %s): kept as it is", index, prepared.key[:12])
     else:
+        if override:
+            context.log.info("clip %03d: made with %s (kept until cleared)", index, override)
         choice = state.spec.models.video
         log_stage_plan(context, state.spec, "video")
         with residency.use(choice.adapter, stage_settings(state.spec, "video")) as model:

@@ -32,10 +32,11 @@ def load_video(context, outputs: OutputsResource, video: str) -> VideoState:
 
 
 def video_partition(context) -> str:
+    """The video of a `videos` partition or of a `video_clips` one (``001|demo``)."""
+    from i2v_dagster.defs.partitions import SEPARATOR, split_clip_key
+
     key = context.partition_key
-    if isinstance(key, dg.MultiPartitionKey):
-        return key.keys_by_dimension["video"]
-    return key
+    return split_clip_key(key)[0] if SEPARATOR in key else key
 
 
 def path_md(paths: VideoPaths, path: Path) -> dg.MetadataValue:

@@ -15,7 +15,7 @@ import dagster as dg
 from pydantic import Field, PrivateAttr
 
 from i2v_dagster import videolock
-from i2v_dagster.defs.partitions import CLIP_IDS, VIDEOS
+from i2v_dagster.defs.partitions import SEPARATOR, VIDEOS
 from i2v_dagster.errors import SpecError
 from i2v_dagster.paths import VideoPaths
 from i2v_dagster.spec import NAME_PATTERN
@@ -44,17 +44,16 @@ class OutputsResource(dg.ConfigurableResource):
         claim_run(instance, run.run_id)
         reap_dead_runs(instance, context.log, skip=run.run_id)
         tags = run.tags
-        video = tags.get("dagster/partition/video") or tags.get("dagster/partition")
-        if not video or "|" in video or not re.fullmatch(NAME_PATTERN, video) or not _spec_ok(run.run_config):
+        video = tags.get("dagster/partition") or ""
+        if SEPARATOR in video:  # a run of one clip (`video_clips`): its video
+            video = video.split(SEPARATOR, 1)[1]
+        if not re.fullmatch(NAME_PATTERN, video) or not _spec_ok(run.run_config):
             return
         folder = self.video_folder(instance, run.run_config, video)
         videolock.acquire(folder, video=video, run_id=run.run_id)
         self._locked = (str(folder), run.run_id)
         if not instance.has_dynamic_partition(VIDEOS.name, video):
             instance.add_dynamic_partitions(VIDEOS.name, [video])
-        clip = tags.get("dagster/partition/clip")
-        if clip and not instance.has_dynamic_partition(CLIP_IDS.name, clip):
-            instance.add_dynamic_partitions(CLIP_IDS.name, [clip])
 
     def teardown_after_execution(self, context: dg.InitResourceContext) -> None:
         if self._locked is not None:

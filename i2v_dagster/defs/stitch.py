@@ -11,10 +11,10 @@ import time
 import dagster as dg
 
 from i2v_dagster.defs.checks import check_result, check_specs
-from i2v_dagster.defs.clips import clip, clips
+from i2v_dagster.defs.clips import clips
 from i2v_dagster.defs.common import load_video, path_md, timings_md
 from i2v_dagster.defs.outputs import OutputsResource
-from i2v_dagster.defs.partitions import VIDEOS, by_video
+from i2v_dagster.defs.partitions import VIDEOS
 from i2v_dagster.defs.residency import ModelResidency
 from i2v_dagster.defs.storage import latest_materialization
 from i2v_dagster.defs.story import narration
@@ -25,7 +25,7 @@ from i2v_dagster.progress import ProgressEvent, notify
 from i2v_dagster.state import VideoState
 from i2v_dagster.stitching import make_pictures, stitch_video
 from i2v_dagster.verify import CheckOutcome
-from i2v_dagster.verify.pictures import png_markdown
+from i2v_dagster.verify.pictures import png_markdown, webp_markdown
 
 NO_SCORER = "no scorer configured (models.scorer.adapter is 'none')"
 
@@ -57,7 +57,7 @@ def recorded_narration_sha256(context, video: str) -> str | None:
 
 @dg.asset(
     partitions_def=VIDEOS,
-    deps=[clips, narration, dg.AssetDep(clip, partition_mapping=by_video())],
+    deps=[clips, narration],
     group_name="video",
     check_specs=check_specs("stitched_video", ("sync", "shape"), VIDEOS),
     description="The clips stitched by stream copy, with the narration muxed as AAC; contact sheet and plot.",
@@ -100,6 +100,11 @@ def stitched_video(context: dg.AssetExecutionContext, outputs: OutputsResource) 
             png_markdown(pictures["motion_drift_plot"], "motion and drift")
         ),
         "contact_sheet_file": path_md(paths, pictures["contact_sheet"]),
+        **(
+            {"preview": dg.MetadataValue.md(webp_markdown(pictures["preview"], f"{state.name} preview"))}
+            if pictures["preview"] is not None
+            else {}
+        ),
         "motion_drift_plot_file": path_md(paths, pictures["motion_drift_plot"]),
         "skipped_checks": dg.MetadataValue.json({"prompt_fidelity": skip} if skip else {}),
         **timings_md(stitch=done.seconds, pictures=time.monotonic() - started),

@@ -192,3 +192,51 @@ def _encode(image: Image.Image, *, quantize: bool = False) -> bytes:
     out = image.quantize(colors=256, method=Image.Quantize.FASTOCTREE) if quantize else image
     out.save(buffer, format="PNG", compress_level=6)
     return buffer.getvalue()
+
+
+def animated_webp(
+    frames: Sequence[ImageLike],
+    path: str | os.PathLike[str],
+    *,
+    frame_ms: int,
+    width: int = 192,
+    quality: int = 40,
+) -> Path:
+    """An animated WebP of ``frames`` (scaled to ``width`` px wide), written atomically: a preview small
+    enough (tens of KB a clip) to show inline in the UI's metadata."""
+    if not frames:
+        raise ValueError("`frames` is empty: an animation needs at least one frame.")
+    thumbs = []
+    for i, frame in enumerate(frames):
+        image = _to_pil(frame, where=f"frame {i}")
+        if image.width > width * 2:
+            image = image.reduce(max(1, image.width // (width * 2)))
+        height = max(2, round(image.height * width / image.width))
+        thumbs.append(image.resize((width, height), Image.Resampling.BILINEAR))
+    buffer = io.BytesIO()
+    thumbs[0].save(
+        buffer,
+        format="WEBP",
+        save_all=True,
+        append_images=thumbs[1:],
+        duration=max(20, int(frame_ms)),
+        loop=0,
+        quality=quality,
+        method=0,
+    )
+    return write_bytes_atomic(path, buffer.getvalue())
+
+
+def webp_frames(path: str | os.PathLike[str]) -> list[Image.Image]:
+    """Every frame of an (animated) WebP, as RGB images."""
+    from PIL import ImageSequence
+
+    with Image.open(path) as image:
+        return [frame.convert("RGB") for frame in ImageSequence.Iterator(image)]
+
+
+def webp_markdown(path: str | os.PathLike[str], alt: str) -> str:
+    """``![alt](data:image/webp;base64,...)`` of a WebP file (animated previews play in the UI)."""
+    data = Path(path).read_bytes()
+    safe_alt = " ".join(str(alt).replace("[", "(").replace("]", ")").split())
+    return f"![{safe_alt}](data:image/webp;base64,{base64.b64encode(data).decode('ascii')})"

@@ -142,7 +142,7 @@ def cmd_plan(args: argparse.Namespace) -> int:
     from i2v_dagster.models.memory import free_gb_for_card
     from i2v_dagster.specfile import load_spec
 
-    spec = load_spec(args.spec, args.set, check_files=False, check_card=False)
+    spec = load_spec(args.spec, args.set, check_files=False, check_card=False, check_extras=False)
     if args.free_gb is not None:
         free, card = args.free_gb, f"{args.free_gb:g} GB free"
     elif args.card_gb is not None:

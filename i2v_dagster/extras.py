@@ -34,3 +34,21 @@ def require_extra(module: str, purpose: str, *, extra: str = "models") -> Module
             raise
         message = f"{purpose} needs {module}, which comes with the [{extra}] extra: {install_command(extra)}"
         raise MissingExtraError(message, name=module) from None
+
+
+def missing(modules: tuple[str, ...]) -> list[str]:
+    """The ``modules`` that are not installed (looked up, not imported)."""
+    import importlib.util
+
+    return [m for m in modules if importlib.util.find_spec(m) is None]
+
+
+def missing_extra_message(
+    what: str, modules: tuple[str, ...], *, extra: str = "models", verb: str = "needs"
+) -> str | None:
+    """One line naming what is missing and how to install it, or None when everything is there."""
+    absent = missing(modules)
+    if not absent:
+        return None
+    listed = ", ".join(absent)
+    return f"{what} {verb} {listed}, which come with the [{extra}] extra: {install_command(extra)}"

@@ -226,7 +226,12 @@ def _short(value: Any) -> str:
 
 
 def parse_spec(
-    data: Any, overrides: list[str] | None = None, *, check_files: bool = True, check_card: bool = True
+    data: Any,
+    overrides: list[str] | None = None,
+    *,
+    check_files: bool = True,
+    check_card: bool = True,
+    check_extras: bool = True,
 ) -> JobSpec:
     """``data`` (a spec mapping) with ``overrides`` applied, validated by every rule; raises SpecError."""
     if not isinstance(data, dict):
@@ -237,7 +242,7 @@ def parse_spec(
         spec = JobSpec.model_validate(data)
     except ValidationError as exc:
         raise SpecError(format_validation_error(exc)) from None
-    problems = spec_problems(spec, check_files=check_files, check_card=check_card)
+    problems = spec_problems(spec, check_files=check_files, check_card=check_card, check_extras=check_extras)
     if problems:
         raise SpecError("invalid job spec:\n  " + "\n  ".join(problems))
     return spec
@@ -252,13 +257,14 @@ def _with_defaults(data: dict[str, Any]) -> dict[str, Any]:
         return data
 
 
-def load_spec(
-    path: str | Path, overrides: list[str] | None = None, *, check_files: bool = True, check_card: bool = True
-) -> JobSpec:
-    return parse_spec(read_spec_file(path), overrides, check_files=check_files, check_card=check_card)
+def load_spec(path: str | Path, overrides: list[str] | None = None, **checks: bool) -> JobSpec:
+    """A spec file (``checks``: ``check_files``, ``check_card``, ``check_extras``, all on by default)."""
+    return parse_spec(read_spec_file(path), overrides, **checks)
 
 
-def spec_problems(spec: JobSpec, *, check_files: bool = True, check_card: bool = True) -> list[str]:
+def spec_problems(
+    spec: JobSpec, *, check_files: bool = True, check_card: bool = True, check_extras: bool = True
+) -> list[str]:
     """Rules across fields: the adapters' (the registry's business) and the files the spec names."""
     from i2v_dagster.models.registry import spec_problems as adapter_problems
 
@@ -275,7 +281,7 @@ def spec_problems(spec: JobSpec, *, check_files: bool = True, check_card: bool =
                 f"scenes.{missing[0]}.duration_s: required when models.speech.adapter is 'none' "
                 "(silent video)"
             )
-    problems += adapter_problems(spec)
+    problems += adapter_problems(spec, check_extras=check_extras)
     if not problems and check_card:
         from i2v_dagster.gpu_plan import card_problems
 

@@ -227,3 +227,34 @@ def test_dagster_job_execute_refuses_in_its_first_line_and_makes_nothing(tmp_pat
         with dg.DagsterInstance.get() as instance:
             assert instance.get_run_records() == [] and instance.get_dynamic_partitions("videos") == []
     assert not (tmp_path / "out").exists()
+
+
+def test_a_real_job_on_an_install_without_the_models_extra_is_refused_in_one_line(monkeypatch):
+    import importlib.util
+
+    from i2v_dagster.definitions import render_video_job
+    from i2v_dagster.errors import SpecError
+    from i2v_dagster.specfile import load_spec, read_spec_file
+
+    real_find_spec = importlib.util.find_spec
+    absent = {"torch", "diffusers", "transformers", "open_clip", "sentencepiece"}
+    monkeypatch.setattr(
+        importlib.util, "find_spec", lambda name, *a: None if name in absent else real_find_spec(name, *a)
+    )
+    with pytest.raises(SpecError) as info:
+        load_spec("jobs/cogvideox_5b_i2v.yaml")
+    lines = str(info.value).splitlines()[1:]
+    assert len(lines) == 1 and "models.video.adapter" in lines[0]
+    assert "torch" in lines[0] and "[models] extra: pip install -c constraints.txt -e '.[models]'" in lines[0]
+    assert load_spec("jobs/cogvideox_5b_i2v.yaml", ["dry_run=true"]).dry_run  # a dry run needs no models
+    spec = read_spec_file("jobs/cogvideox_5b_i2v.yaml")
+    with (
+        dg.instance_for_test() as instance,
+        pytest.raises(dg.DagsterInvalidConfigError, match=r"\[models\] extra"),
+    ):
+        dg.execute_job(
+            dg.reconstructable(render_video_job),
+            instance=instance,
+            run_config=run_config(spec),
+            tags={"dagster/partition": spec["name"]},
+        )

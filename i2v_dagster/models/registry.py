@@ -12,6 +12,7 @@ from functools import cache
 from typing import TYPE_CHECKING
 
 from i2v_dagster.errors import AdapterError
+from i2v_dagster.extras import missing, missing_extra_message
 
 if TYPE_CHECKING:
     from i2v_dagster.models.base import Adapter, AdapterSettings
@@ -36,6 +37,20 @@ _ADAPTERS: dict[str, tuple[str, str]] = {
     "hunyuan_i2v": ("video", "i2v_dagster.models.video_diffusers:HunyuanI2V"),
     "clip": ("scorer", "i2v_dagster.models.clip_scorer:ClipScorer"),
 }
+
+
+_TORCH_STACK = ("torch", "diffusers", "transformers")
+REQUIRES: dict[str, tuple[str, ...]] = {
+    "ollama": ("ollama",),
+    "bark": ("torch", "transformers"),
+    "flux_schnell": _TORCH_STACK,
+    "cogvideox_5b_i2v": (*_TORCH_STACK, "sentencepiece"),
+    "cogvideox15_5b_i2v": (*_TORCH_STACK, "sentencepiece"),
+    "wan22_ti2v_5b": _TORCH_STACK,
+    "hunyuan_i2v": _TORCH_STACK,
+    "clip": ("torch", "open_clip"),
+}
+"""Packages each real adapter needs (all in the ``[models]`` extra); the mocks need none."""
 
 
 @dataclass(frozen=True)
@@ -147,10 +162,11 @@ def options_problems(field: str, name: str, options: dict) -> list[str]:
     return []
 
 
-def spec_problems(spec) -> list[str]:
+def spec_problems(spec, *, check_extras: bool = True) -> list[str]:
     """The adapters' rules on a :class:`~i2v_dagster.spec.JobSpec`: roles, options, sizes, frame counts,
     frame rates. Each message names the field, the rule and the value."""
     errors: list[str] = []
+    needs: dict[str, tuple[str, ...]] = {}
     for role in ROLES:
         choice = getattr(spec.models, role)
         if choice.adapter == "none":
@@ -159,6 +175,12 @@ def spec_problems(spec) -> list[str]:
             errors.append(f"models.{role}.adapter: {choice.adapter!r} is not a {role} adapter")
             continue
         errors += options_problems(f"models.{role}.options", choice.adapter, choice.options)
+        needs[f"models.{role}.adapter"] = REQUIRES.get(choice.adapter, ())
+    if check_extras and not spec.dry_run:  # a dry run renders on the mocks; one line for what is missing
+        wanted = tuple(dict.fromkeys(m for modules in needs.values() for m in modules))
+        fields = ", ".join(f for f, modules in needs.items() if set(missing(modules)))
+        absent = missing_extra_message(f"{fields}: these adapters", wanted, verb="need") if fields else None
+        errors += [absent] if absent else []
     if errors:
         return errors
     image = get_adapter_info(spec.models.image.adapter)

@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import copy
+import os
+import subprocess
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -82,3 +85,29 @@ def materialize_clip(
 def step_failure_message(instance: dg.DagsterInstance, run_id: str) -> str:
     records = instance.get_records_for_run(run_id, of_type=dg.DagsterEventType.STEP_FAILURE).records
     return "\n".join(r.event_log_entry.dagster_event.event_specific_data.error.to_string() for r in records)
+
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+
+
+def project_home(folder: Path) -> Path:
+    """A DAGSTER_HOME in ``folder`` with this project's dagster.yaml (the `gpu` pool at 1), its storage
+    created (processes started at once would race to create it)."""
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / "dagster.yaml").write_text((REPO_ROOT / "dagster.yaml").read_text())
+    with dg.DagsterInstance.from_config(str(folder)) as instance:  # its databases made once, not raced
+        instance.get_run_records(limit=1)
+    return folder
+
+
+def spawn_i2v(home: Path, *args: str) -> subprocess.Popen:
+    """``python -m i2v_dagster.cli ARGS`` in its own process against the instance in ``home``."""
+    env = {**os.environ, "DAGSTER_HOME": str(home), "PYTHONPATH": str(REPO_ROOT)}
+    return subprocess.Popen(
+        [sys.executable, "-m", "i2v_dagster.cli", *args],
+        cwd=REPO_ROOT,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )

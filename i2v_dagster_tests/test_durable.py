@@ -4,10 +4,7 @@ run, and re-make bad clips automatically."""
 from __future__ import annotations
 
 import json
-import os
 import signal
-import subprocess
-import sys
 import time
 import zipfile
 from pathlib import Path
@@ -18,7 +15,7 @@ import pytest
 import yaml
 
 from i2v_dagster.media.video import read_frames
-from i2v_dagster_tests.helpers import mock_spec, render, step_failure_message
+from i2v_dagster_tests.helpers import mock_spec, project_home, render, spawn_i2v, step_failure_message
 
 pytestmark = pytest.mark.slow  # each test renders whole videos, some twice
 
@@ -145,31 +142,16 @@ def test_a_clip_bad_on_every_attempt_fails_the_run_naming_it(instance, tmp_path)
     assert not (tmp_path / "hopeless" / "clips" / "clip_000.mp4").exists()
 
 
-def _cli(home: Path, *args: str, **kwargs) -> subprocess.Popen:
-    env = {**os.environ, "DAGSTER_HOME": str(home), "PYTHONPATH": str(ROOT)}
-    return subprocess.Popen(
-        [sys.executable, "-m", "i2v_dagster.cli", *args],
-        cwd=ROOT,
-        env=env,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-        **kwargs,
-    )
-
-
 def test_kill_9_mid_clip_then_rerun_resumes_and_is_not_blocked(tmp_path):
     """The run's process is killed during clip 4; the next run (same instance, `gpu` pool at 1) is not
     blocked by the dead run's pool slot, resumes at clip 4, and leaves no temporary file behind."""
-    home = tmp_path / "home"
-    home.mkdir()
-    (home / "dagster.yaml").write_text((ROOT / "dagster.yaml").read_text())
+    home = project_home(tmp_path / "home")
     spec = six_clips("killed", tmp_path / "out")
     spec["models"] = {"video": {"adapter": "mock_video", "options": {"steps": 4, "seconds_per_step": 0.5}}}
     spec_file = tmp_path / "killed.yaml"
     spec_file.write_text(yaml.safe_dump({"ops": {"script": {"config": spec}}}))
     clips = tmp_path / "out" / "killed" / "clips"
-    first = _cli(home, "run", str(spec_file))
+    first = spawn_i2v(home, "run", str(spec_file))
     deadline = time.monotonic() + 120
     while not (clips / "clip_003.json").exists():
         assert first.poll() is None, first.stdout.read()
@@ -180,7 +162,7 @@ def test_kill_9_mid_clip_then_rerun_resumes_and_is_not_blocked(tmp_path):
     first.wait()
     assert not (clips / "clip_004.json").exists()
     before = mtimes(clips)
-    second = _cli(home, "run", str(spec_file))
+    second = spawn_i2v(home, "run", str(spec_file))
     out, _ = second.communicate(timeout=180)
     assert second.returncode == 0, out
     assert "marked failed and its pool slots freed" in out

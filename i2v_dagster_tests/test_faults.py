@@ -4,11 +4,8 @@ the clip's alarm never cuts a storage write; files have one mode; the manifest h
 from __future__ import annotations
 
 import json
-import os
 import shutil
 import stat
-import subprocess
-import sys
 import time
 import wave
 import zipfile
@@ -18,7 +15,14 @@ import dagster as dg
 import pytest
 import yaml
 
-from i2v_dagster_tests.helpers import mock_spec, render, run_config, step_failure_message
+from i2v_dagster_tests.helpers import (
+    mock_spec,
+    project_home,
+    render,
+    run_config,
+    spawn_i2v,
+    step_failure_message,
+)
 
 pytestmark = pytest.mark.slow  # whole videos
 
@@ -110,22 +114,12 @@ def test_a_broken_input_fails_the_step_naming_it_and_keeps_the_old_outputs(
 def test_two_runs_of_one_video_never_mix(tmp_path):
     """Run A holds the video; run B of the same video, started meanwhile, is refused naming A; A's bundle
     holds only A's spec, keyframes and clips."""
-    home = tmp_path / "home"
-    home.mkdir()
-    (home / "dagster.yaml").write_text((ROOT / "dagster.yaml").read_text())
+    home = project_home(tmp_path / "home")
     first = mock_spec("shared", tmp_path / "out", seed=1)
     first["models"] = {"video": {"adapter": "mock_video", "options": {"steps": 4, "seconds_per_step": 0.3}}}
     spec_file = tmp_path / "a.yaml"
     spec_file.write_text(yaml.safe_dump(run_config(first)))
-    env = {**os.environ, "DAGSTER_HOME": str(home), "PYTHONPATH": str(ROOT)}
-    run_a = subprocess.Popen(
-        [sys.executable, "-m", "i2v_dagster.cli", "run", str(spec_file), "--progress", "off"],
-        cwd=ROOT,
-        env=env,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-    )
+    run_a = spawn_i2v(home, "run", str(spec_file), "--progress", "off")
     clips = tmp_path / "out" / "shared" / "clips"
     deadline = time.monotonic() + 120
     while not (clips / "clip_000.json").exists():

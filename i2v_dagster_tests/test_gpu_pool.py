@@ -3,9 +3,6 @@ more than one large model loaded at a time, across processes (each step unloads 
 
 from __future__ import annotations
 
-import os
-import subprocess
-import sys
 import time
 from pathlib import Path
 
@@ -13,7 +10,7 @@ import dagster as dg
 import pytest
 import yaml
 
-from i2v_dagster_tests.helpers import mock_spec
+from i2v_dagster_tests.helpers import mock_spec, project_home, spawn_i2v
 
 pytestmark = pytest.mark.slow
 
@@ -47,10 +44,7 @@ def most_at_once(spans: list[tuple[float, float, str]]) -> int:
 
 
 def test_three_runs_at_once_hold_one_large_model_at_a_time(tmp_path):
-    home = tmp_path / "home"
-    home.mkdir()
-    (home / "dagster.yaml").write_text((ROOT / "dagster.yaml").read_text())  # the gpu pool at 1
-    env = {**os.environ, "DAGSTER_HOME": str(home), "PYTHONPATH": str(ROOT)}
+    home = project_home(tmp_path / "home")  # the gpu pool at 1
     procs = []
     for name in ("pool-a", "pool-b", "pool-c"):
         spec = mock_spec(name, tmp_path / "out")
@@ -58,16 +52,7 @@ def test_three_runs_at_once_hold_one_large_model_at_a_time(tmp_path):
         spec["models"] = {"video": {"adapter": "mock_video", "options": slow}}
         path = tmp_path / f"{name}.yaml"
         path.write_text(yaml.safe_dump({"ops": {"script": {"config": spec}}}))
-        procs.append(
-            subprocess.Popen(
-                [sys.executable, "-m", "i2v_dagster.cli", "run", str(path), "--progress", "off"],
-                cwd=ROOT,
-                env=env,
-                stdout=subprocess.PIPE,
-                stderr=subprocess.STDOUT,
-                text=True,
-            )
-        )
+        procs.append(spawn_i2v(home, "run", str(path), "--progress", "off"))
         time.sleep(0.3)
     for proc in procs:
         out, _ = proc.communicate(timeout=300)

@@ -16,7 +16,6 @@ from i2v_dagster.defs.stitch import recorded_narration_sha256, stitched_video
 from i2v_dagster.defs.storage import latest_materialization
 from i2v_dagster.errors import MediaError
 from i2v_dagster.fsutil import atomic_path, sha256_file
-from i2v_dagster.progress import ProgressEvent, notify
 from i2v_dagster.stitching import narration_for, verified_clips
 from i2v_dagster.verify import CheckOutcome
 from i2v_dagster.verify.report import write_report
@@ -131,8 +130,7 @@ def write_run_report(context: dg.AssetExecutionContext, state, outcomes: list) -
     "Written only when every file is the one its record describes.",
 )
 def bundle(context: dg.AssetExecutionContext, outputs: OutputsResource) -> dg.MaterializeResult:
-    state = load_video(context, outputs, context.partition_key)
-    notify(ProgressEvent(video=state.name, phase="bundle"))
+    state = load_video(context, outputs, context.partition_key, phase="bundle")
     paths = state.paths
     started = time.monotonic()
     try:

@@ -24,11 +24,16 @@ def video_dir_from_storage(instance: dg.DagsterInstance, video: str) -> Path | N
     return None
 
 
-def load_video(context, outputs: OutputsResource, video: str) -> VideoState:
+def load_video(context, outputs: OutputsResource, video: str, *, phase: str | None = None) -> VideoState:
     """The video's stored spec and folder: where its latest `script` materialization says, else under the
-    outputs root."""
+    outputs root. ``phase``: the step, told to progress listeners (``i2v run``'s bar)."""
     folder = video_dir_from_storage(context.instance, video) or VideoPaths.for_video(outputs.root, video).root
-    return VideoState.load(folder, video)
+    state = VideoState.load(folder, video)
+    if phase is not None:
+        from i2v_dagster.progress import ProgressEvent, notify
+
+        notify(ProgressEvent(video=video, phase=phase))
+    return state
 
 
 def video_partition(context) -> str:

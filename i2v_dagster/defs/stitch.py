@@ -21,7 +21,6 @@ from i2v_dagster.defs.story import narration
 from i2v_dagster.errors import MediaError
 from i2v_dagster.fsutil import sha256_file
 from i2v_dagster.models.registry import settings_for, stage_settings
-from i2v_dagster.progress import ProgressEvent, notify
 from i2v_dagster.state import VideoState
 from i2v_dagster.stitching import make_pictures, stitch_video
 from i2v_dagster.verify import CheckOutcome
@@ -63,8 +62,7 @@ def recorded_narration_sha256(context, video: str) -> str | None:
     description="The clips stitched by stream copy, with the narration muxed as AAC; contact sheet and plot.",
 )
 def stitched_video(context: dg.AssetExecutionContext, outputs: OutputsResource) -> dg.MaterializeResult:
-    state = load_video(context, outputs, context.partition_key)
-    notify(ProgressEvent(video=state.name, phase="stitched_video"))
+    state = load_video(context, outputs, context.partition_key, phase="stitched_video")
     spec, paths = state.spec, state.paths
     try:
         done = stitch_video(

@@ -148,8 +148,7 @@ def scene_speech(spec, scenes, paths, speech_model, log) -> tuple[list[np.ndarra
 def narration(
     context: dg.AssetExecutionContext, outputs: OutputsResource, residency: ModelResidency
 ) -> dg.MaterializeResult:
-    state = load_video(context, outputs, context.partition_key)
-    notify(ProgressEvent(video=state.name, phase="narration"))
+    state = load_video(context, outputs, context.partition_key, phase="narration")
     spec, paths, scenes = state.spec, state.paths, state.script().scenes
     started = time.monotonic()
     fps = spec.fps
@@ -219,8 +218,7 @@ def narration(
 def keyframes(
     context: dg.AssetExecutionContext, outputs: OutputsResource, residency: ModelResidency
 ) -> dg.MaterializeResult:
-    state = load_video(context, outputs, context.partition_key)
-    notify(ProgressEvent(video=state.name, phase="keyframes"))
+    state = load_video(context, outputs, context.partition_key, phase="keyframes")
     spec, paths = state.spec, state.paths
     written = state.script()
     choice = spec.models.image

@@ -76,16 +76,17 @@ class Progress:
             return True
         return False
 
-    def step_line(self, clip_label: str, step: int, total_steps: int, seconds: float) -> str:
+    def step_line(self, index: int, step: int, total_steps: int, seconds: float) -> str:
         return (
-            f"clip {clip_label} of {self.total_clips}: step {step} of {total_steps} ({seconds:.2f} s/step), "
-            f"elapsed {format_seconds(self.elapsed())}, ETA {format_seconds(self.eta(step, total_steps))}"
+            f"clip {index + 1} of {self.total_clips} ({index:03d}): step {step} of {total_steps} "
+            f"({seconds:.2f} s/step), elapsed {format_seconds(self.elapsed())}, "
+            f"ETA {format_seconds(self.eta(step, total_steps))}"
         )
 
-    def clip_line(self, clip_label: str, what: str) -> str:
+    def clip_line(self, index: int, what: str) -> str:
         return (
-            f"clip {clip_label} of {self.total_clips} {what}; elapsed {format_seconds(self.elapsed())}, "
-            f"ETA {format_seconds(self.eta())}"
+            f"clip {index + 1} of {self.total_clips} ({index:03d}) {what}; elapsed "
+            f"{format_seconds(self.elapsed())}, ETA {format_seconds(self.eta())}"
         )
 
 

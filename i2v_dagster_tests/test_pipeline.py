@@ -240,3 +240,20 @@ def test_hf_token_never_reaches_metadata_logs_or_bundle(instance, tmp_path, monk
             assert secret.encode() not in zf.read(name), name
         manifest = json.loads(zf.read("manifest.json"))
     assert manifest["hf_cache"]["HF_HOME"]
+
+
+def test_every_clip_reports_its_place_and_an_eta(instance, tmp_path):
+    spec = mock_spec("nine", tmp_path, max_clip_frames=8)
+    result = render(instance, spec)
+    assert result.success
+    planned = len(json.loads((tmp_path / "nine" / "timeline.json").read_text())["clips"])
+    assert planned == 9
+    lines = [
+        r.event_log_entry.user_message
+        for r in instance.get_records_for_run(result.run_id).records
+        if " done: " in (r.event_log_entry.user_message or "")
+    ]
+    for i in range(planned):
+        assert any(
+            line.startswith(f"clip {i + 1} of 9 ({i:03d}) done: ") and "ETA " in line for line in lines
+        ), i

@@ -151,7 +151,7 @@ def step_logger(context: dg.AssetExecutionContext, progress: Progress, video: st
         )
         if progress.should_report(step.step, step.total):
             with shielded():
-                context.log.info(progress.step_line(plan.key, step.step, step.total, step.seconds))
+                context.log.info(progress.step_line(plan.index, step.step, step.total, step.seconds))
 
     return on_step
 
@@ -233,7 +233,7 @@ def clips(
                 progress.end_clip()
                 context.log.info(
                     progress.clip_line(
-                        plan.key,
+                        plan.index,
                         f"done: {made.record['frames']} frames, {made.record['steps']} steps, "
                         f"attempt {len(made.record['attempts'])}, generated in "
                         f"{made.record['seconds_generate']:.2f} s, encoded and checked in "

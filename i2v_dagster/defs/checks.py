@@ -31,7 +31,9 @@ DESCRIPTIONS = {
     "color_drift": "Lab colour statistics (mean, spread) stay near the first keyframe's.",
     "seam_continuity": "No join jumps (a new picture) or holds (a repeated frame) against the clips' motion.",
     "sync": "Stitched duration equals the narration's within one frame; video and audio streams present.",
-    "prompt_fidelity": "CLIP cosine similarity of keyframes and sampled clip frames to their prompts.",
+    "prompt_fidelity": "CLIP cosine similarity of keyframes and sampled clip frames to their prompts. Not "
+    "evaluated without a scorer (or its weights): the reason is in stitched_video's `skipped_checks` "
+    "metadata and the run log.",
 }
 
 

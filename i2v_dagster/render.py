@@ -202,12 +202,17 @@ class ClipMaker:
         for source, target in zip(sources, targets, strict=True):
             with atomic_path(target) as tmp:
                 shutil.copyfile(source, tmp)
+        preview = paths.clip_preview(plan.index)
+        if paths.clip_preview(index).is_file():
+            with atomic_path(preview) as tmp:
+                shutil.copyfile(paths.clip_preview(index), tmp)
         moved = {
             **record,
             "clip": plan.key,
             "file": paths.rel(targets[0]),
             "first_frame": paths.rel(targets[1]),
             "last_frame": paths.rel(targets[2]),
+            "preview": paths.rel(preview),
             "files": file_hashes(paths.root, targets),
             "copied_from": record["clip"],
         }

@@ -9,7 +9,7 @@ characters, about 10 s of speech, stay clear of the cap that 200 sit near), make
 piece with its own seed (``seed + index``: a piece's audio does not depend on the pieces before it) and
 joins them with ``pause_s`` of silence. Any length of narration works; time grows with it.
 
-Options (``AdapterSettings.options``):
+Options (``AdapterSettings.options``, validated by :class:`BarkOptions`):
 
 - ``voice_preset`` (``"v2/en_speaker_6"``): a preset listed in the model's ``speaker_embeddings_path.json``,
   a path to a ``.npz`` preset, or None for Bark's unconditioned (random) voice.
@@ -35,6 +35,7 @@ from pathlib import Path
 from typing import Any, ClassVar
 
 import numpy as np
+from pydantic import Field
 
 from i2v_dagster.errors import AdapterError, ModelLoadError
 from i2v_dagster.models._torch import (
@@ -47,23 +48,44 @@ from i2v_dagster.models._torch import (
     resolve_dtype,
     weights_source,
 )
-from i2v_dagster.models.base import AdapterSettings, Audio, SpeechModel
+from i2v_dagster.models.base import AdapterOptions, AdapterSettings, Audio, SpeechModel
 
 DEFAULT_VOICE_PRESET = "v2/en_speaker_6"
 DEFAULT_SAMPLE_RATE = 24_000
-_OPTION_DEFAULTS: dict[str, Any] = {
-    "max_semantic_tokens": None,
-    "semantic_temperature": 0.7,
-    "coarse_temperature": 0.7,
-    "fine_temperature": 0.5,
-    "min_eos_p": 0.2,
-    "pause_s": 0.25,
-    "max_chars": 150,
-}
 SPEAKER_EMBEDDINGS_PATH = "speaker_embeddings_path.json"
 
 _SENTENCE_END = re.compile(r"(?<=[.!?…])\s+|\n\s*\n?")
 _CLAUSE_END = re.compile(r"(?<=[,;:—–])\s+")
+
+
+class BarkOptions(AdapterOptions):
+    """``models.speech.options`` of ``bark``."""
+
+    voice_preset: str | None = Field(
+        DEFAULT_VOICE_PRESET,
+        max_length=1_000,
+        description="A voice preset of the model's speaker_embeddings_path.json, a .npz preset file, or null "
+        "for Bark's unconditioned (random) voice.",
+    )
+    max_semantic_tokens: int | None = Field(
+        None,
+        ge=1,
+        le=4_096,
+        description="Semantic tokens per piece at most (49.9 per second of audio); null: the model's "
+        "generation config (768 for Bark).",
+    )
+    semantic_temperature: float = Field(0.7, gt=0, le=5, description="Sampling temperature, semantic tokens.")
+    coarse_temperature: float = Field(0.7, gt=0, le=5, description="Sampling temperature, coarse tokens.")
+    fine_temperature: float = Field(0.5, gt=0, le=5, description="Sampling temperature, fine tokens.")
+    min_eos_p: float | None = Field(
+        0.2,
+        ge=0,
+        le=1,
+        description="End a piece once the end token is this likely (stops trailing noise); null: when "
+        "it is sampled.",
+    )
+    pause_s: float = Field(0.25, ge=0, le=10, description="Silence between pieces, seconds.")
+    max_chars: int = Field(150, ge=10, le=1_000, description="Longest piece of text per Bark call.")
 
 
 class BarkSpeech(SpeechModel):
@@ -89,7 +111,8 @@ class BarkSpeech(SpeechModel):
     """Model, tokenizer and the v2 voice presets. suno/bark-small's main branch ships ``pytorch_model.bin``
     only; a ``model.safetensors`` is taken where a revision has it. Not ``vocab.txt`` (the vocabulary of
     ``tokenizer.json`` again)."""
-    options_defaults: ClassVar[dict[str, Any]] = {"voice_preset": DEFAULT_VOICE_PRESET, **_OPTION_DEFAULTS}
+    Options = BarkOptions
+    options_defaults: ClassVar[dict[str, Any]] = BarkOptions().model_dump()
 
     def __init__(self, settings: AdapterSettings | None = None, *, logger: logging.Logger | None = None):
         super().__init__(settings, logger=logger)
@@ -102,7 +125,7 @@ class BarkSpeech(SpeechModel):
     # -- options -------------------------------------------------------------------------------------
 
     def option(self, key: str) -> Any:
-        return self.settings.options.get(key, self.options_defaults[key])
+        return getattr(self.options, key)
 
     @property
     def sample_rate(self) -> int:

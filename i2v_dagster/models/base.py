@@ -18,6 +18,9 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, ClassVar
 
 import numpy as np
+from pydantic import BaseModel, ConfigDict, ValidationError
+
+from i2v_dagster.errors import AdapterError
 
 if TYPE_CHECKING:
     from PIL import Image
@@ -37,7 +40,8 @@ class AdapterSettings:
     """``auto`` | ``bf16`` | ``fp16`` | ``fp32``; ``auto``: the adapter's preferred dtype for the device."""
     quantization: str = "auto"
     """``auto`` (the adapter's choice for the device) | ``none`` | ``int8wo`` (torchao int8 weight-only) |
-    ``nf4`` (bitsandbytes 4-bit)."""
+    ``int8dq`` (torchao int8 dynamic activations + int8 weights) | ``fp8`` (torchao float8 dynamic
+    activations + float8 weights; CUDA compute capability 8.9+) | ``nf4`` (bitsandbytes 4-bit)."""
     device: str = "auto"
     """``auto`` (CUDA when present, else CPU) | ``cpu`` | ``cuda``."""
     cpu_offload: bool = False
@@ -47,7 +51,47 @@ class AdapterSettings:
     guidance_scale: float | None = None
     cache_dir: str | None = None
     options: Mapping[str, Any] = field(default_factory=dict)
-    """Adapter-specific options (documented by each adapter)."""
+    """Adapter-specific options, validated by the adapter class's :attr:`Adapter.Options` model."""
+
+
+class AdapterOptions(BaseModel):
+    """Base of every adapter's ``Options`` model (``models.<role>.options`` of the spec).
+
+    Unknown keys are refused, types are taken strictly (no ``"1"`` for a number, no ``true`` for a
+    number), numbers must be finite. Subclasses give every field a description and bounds. The model
+    without fields (this class) takes no options at all."""
+
+    model_config = ConfigDict(extra="forbid", strict=True, allow_inf_nan=False, frozen=True)
+
+
+def option_problems(
+    model: type[AdapterOptions], name: str, options: Mapping[str, Any], where: str, *, named: bool = False
+) -> list[str]:
+    """One line per problem of ``options`` against ``model``, each naming ``<where>.<key>`` (and, with
+    ``named``, the adapter ``name`` after it)."""
+    try:
+        model.model_validate(dict(options))
+    except ValidationError as exc:
+        out = []
+        for err in exc.errors():
+            loc = ".".join(str(p) for p in err["loc"])
+            at = f"{where}.{loc}" if loc else where
+            if err["type"] == "extra_forbidden":
+                known = ", ".join(model.model_fields) or "none"
+                out.append(f"{at}: unknown option of {name} (options: {known})")
+            else:
+                who = f"{name}: " if named else ""
+                out.append(f"{at}: {who}{err['msg']} (got {err.get('input')!r})")
+        return out
+    return []
+
+
+def parse_options(model: type[AdapterOptions], name: str, options: Mapping[str, Any]) -> Any:
+    """``options`` validated by ``model``; an :class:`AdapterError` naming each bad ``options.<key>``."""
+    problems = option_problems(model, name, options, "options", named=True)
+    if problems:
+        raise AdapterError("; ".join(problems))
+    return model.model_validate(dict(options))
 
 
 @dataclass(frozen=True)
@@ -139,11 +183,24 @@ class Adapter(ABC):
     default_revision: ClassVar[str | None] = None
     allow_patterns: ClassVar[tuple[str, ...]] = ()
     """Files a pipeline needs from its repo (prefetch downloads only these)."""
+    Options: ClassVar[type[AdapterOptions]] = AdapterOptions
+    """The pydantic model of ``settings.options`` (no options unless a subclass says otherwise); the
+    spec's validation checks ``models.<role>.options`` against it before any work."""
 
     def __init__(self, settings: AdapterSettings | None = None, *, logger: logging.Logger | None = None):
         self.settings = settings or AdapterSettings()
         self.log = logger or logging.getLogger(f"{__name__}.{self.name or type(self).__name__}")
         self._loaded = False
+        self._options: Any = None
+
+    @property
+    def options(self) -> Any:
+        """``settings.options`` validated by :attr:`Options` (an :class:`AdapterError` when they are not)."""
+        if self._options is None:
+            self._options = parse_options(
+                self.Options, self.name or type(self).__name__, self.settings.options
+            )
+        return self._options
 
     @property
     def model_id(self) -> str:

@@ -1,6 +1,6 @@
 """CLIP prompt-fidelity scorer (open_clip): cosine similarity of each image to its prompt, per model.
 
-Options (``models.scorer.options``):
+Options (``models.scorer.options``, validated by :class:`ClipOptions`):
 
 - ``models``: open_clip architectures to score with (default ``["ViT-B-32", "ViT-L-14"]``); each one is a
   key of :attr:`Scores.per_model`.
@@ -29,11 +29,14 @@ import os
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, ClassVar, Literal
+from typing import TYPE_CHECKING, Annotated, Any, ClassVar, Literal
+
+from pydantic import Field, field_validator
+from pydantic_core import PydanticCustomError
 
 from i2v_dagster.errors import AdapterError, ModelLoadError, ScorerUnavailableError
 from i2v_dagster.models._torch import dtype_setting, free_memory, hub_offline, resolve_device, resolve_dtype
-from i2v_dagster.models.base import AdapterSettings, Scorer, Scores
+from i2v_dagster.models.base import AdapterOptions, AdapterSettings, Scorer, Scores, parse_options
 
 if TYPE_CHECKING:
     from PIL import Image
@@ -46,6 +49,48 @@ WEIGHT_SUFFIXES = (".safetensors", ".bin", ".pth", ".pt")
 SAFE_WEIGHTS_NAME = "open_clip_model.safetensors"
 TORCH_WEIGHTS_NAME = "open_clip_pytorch_model.bin"
 _PREPROCESS_KEYS = ("mean", "std", "interpolation", "resize_mode")
+
+Name = Annotated[str, Field(min_length=1, max_length=200, pattern=r"\S")]
+Source = Annotated[str, Field(min_length=1, max_length=1_000)]
+
+
+class ClipOptions(AdapterOptions):
+    """``models.scorer.options`` of ``clip``."""
+
+    models: list[Name] = Field(
+        default_factory=lambda: list(DEFAULT_MODELS),
+        min_length=1,
+        max_length=8,
+        description="open_clip architectures to score with (each a key of the scores); one name alone "
+        "stands for a list of one.",
+    )
+    pretrained: str | dict[str, str] = Field(
+        DEFAULT_PRETRAINED,
+        description="The weights: an open_clip tag, a weights file or a folder (open_clip_config.json + "
+        "weights), for every model, or a mapping model -> value.",
+    )
+    model_configs: list[Source] = Field(
+        default_factory=list,
+        max_length=100,
+        description="Extra architecture JSON files (or folders of them) registered with open_clip; a file's "
+        "stem is the architecture's name. One path alone stands for a list of one.",
+    )
+    batch_size: int = Field(DEFAULT_BATCH_SIZE, ge=1, le=1_024, description="Images per forward pass.")
+
+    @field_validator("pretrained", mode="before")
+    @classmethod
+    def _tag_path_or_mapping(cls, value: Any) -> Any:
+        values = list(value.values()) if isinstance(value, dict) else [value]
+        if not (isinstance(value, str | dict) and all(isinstance(v, str) and v.strip() for v in values)):
+            raise PydanticCustomError(
+                "pretrained", "takes an open_clip tag, a path, or a mapping model -> tag or path (not empty)"
+            )
+        return value
+
+    @field_validator("models", "model_configs", mode="before")
+    @classmethod
+    def _one_is_a_list_of_one(cls, value: Any) -> Any:
+        return [value] if isinstance(value, str) else [] if value is None else value
 
 
 @dataclass(frozen=True)
@@ -93,14 +138,15 @@ def hub_cache_dir(settings: AdapterSettings) -> Path:
     return Path("~/.cache/huggingface/hub").expanduser()
 
 
+def clip_options(settings: AdapterSettings) -> ClipOptions:
+    return parse_options(ClipOptions, "clip", settings.options)
+
+
 def configured_models(settings: AdapterSettings) -> dict[str, str]:
     """Model name -> configured weights (tag, file or folder), from the settings; no imports."""
-    opts = settings.options
-    raw = opts.get("models", list(DEFAULT_MODELS))
-    names = [raw] if isinstance(raw, str) else list(raw) if isinstance(raw, list | tuple) else []
-    if not names or not all(isinstance(n, str) and n.strip() for n in names):
-        raise AdapterError(f"clip: options.models must be a non-empty list of model names, got {raw!r}")
-    pretrained = opts.get("pretrained", DEFAULT_PRETRAINED)
+    opts = clip_options(settings)
+    names = list(opts.models)
+    pretrained = opts.pretrained
     if isinstance(pretrained, Mapping):
         unknown = sorted(set(pretrained) - set(names))
         if unknown:
@@ -109,10 +155,8 @@ def configured_models(settings: AdapterSettings) -> dict[str, str]:
                 f"not in options.models ({', '.join(names)})"
             )
         chosen = {n: str(pretrained.get(n, DEFAULT_PRETRAINED)) for n in names}
-    elif isinstance(pretrained, str) and pretrained:
-        chosen = dict.fromkeys(names, pretrained)
     else:
-        raise AdapterError(f"clip: options.pretrained must be a tag, a path or a mapping, got {pretrained!r}")
+        chosen = dict.fromkeys(names, pretrained)
     if settings.model:
         if len(names) != 1:
             raise AdapterError(
@@ -247,7 +291,7 @@ def plan_weights(settings: AdapterSettings) -> list[WeightsPlan]:
 
     Raises AdapterError for a configuration that can never work (unknown architecture or tag).
     """
-    register_model_configs(settings.options.get("model_configs"))
+    register_model_configs(clip_options(settings).model_configs)
     cache_dir = hub_cache_dir(settings)
     plans = []
     for name, value in configured_models(settings).items():
@@ -281,6 +325,7 @@ class ClipScorer(Scorer):
 
     name = "clip"
     large = False
+    Options = ClipOptions
     weights_gb = 1.2
     """ViT-B-32 (0.30 GB) + ViT-L-14 (0.86 GB) in fp16."""
     default_repo = "timm/vit_base_patch32_clip_224.openai"
@@ -308,10 +353,7 @@ class ClipScorer(Scorer):
 
     @property
     def batch_size(self) -> int:
-        value = int(self.settings.options.get("batch_size", DEFAULT_BATCH_SIZE))
-        if value < 1:
-            raise AdapterError(f"clip: options.batch_size must be at least 1, got {value}")
-        return value
+        return self.options.batch_size
 
     # ---- lifecycle ------------------------------------------------------------------------------
     def _load(self) -> None:

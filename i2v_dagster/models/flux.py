@@ -8,11 +8,15 @@ tokens. Loading is :class:`~i2v_dagster.models.diffusers_base.DiffusersAdapter`'
   bf16: transformers keeps ``_keep_in_fp32_modules`` out of quantization). bitsandbytes quantizes on CUDA
   only: without CUDA the adapter logs a warning and loads unquantized. ``auto`` is the memory planner's
   choice on CUDA (bf16 when the card holds it, else NF4, else CPU offload) and ``none`` on CPU. ``none``
-  is taken at its word. ``int8wo`` is not offered for FLUX (``AdapterError``).
+  is taken at its word. ``int8dq`` and ``fp8`` (torchao, the transformer only; fp8 on compute capability
+  8.9+) are speed settings, best with ``compile``. ``int8wo`` is not offered for FLUX (``AdapterError``).
 - ``dtype``: ``auto`` is bf16 on CUDA and fp32 on CPU.
 - ``cpu_offload``: model CPU offload, on CUDA only (ignored with a log line on CPU).
 - ``num_inference_steps`` (default 4) and ``guidance_scale`` (default 0.0) override schnell's values.
-- ``options.plan_size``: ``[width, height]`` the memory plan is made for (default 1024x1024).
+- ``options`` (:class:`~i2v_dagster.models.diffusers_base.DiffusersOptions`): ``plan_size``
+  (``[width, height]`` the memory plan is made for, default 1024x1024) and the speed settings ``compile``,
+  ``cache``, ``cache_threshold``, ``cache_interval``, ``attention_backend``
+  (:mod:`i2v_dagster.models.speed`). With 4 steps a cache has little to reuse: ``auto`` leaves it off.
 
 Every keyframe is drawn from a CPU ``torch.Generator`` seeded with the given seed, so a seed gives the
 same latents on any device; using one seed for every keyframe of a video is the caller's choice.
@@ -47,8 +51,9 @@ class FluxSchnell(DiffusersAdapter, ImageModel):
     """All four modules in bf16 (transformer 23.8 + T5-XXL 9.5 + CLIP-L 0.25 + VAE 0.17 GB)."""
     default_repo = "black-forest-labs/FLUX.1-schnell"
     pipeline_class = "FluxPipeline"
-    quantizations = ("auto", "none", "nf4")
+    quantizations = ("auto", "none", "nf4", "int8dq", "fp8")
     text_encoder_module = "text_encoder_2"
+    compile_blocks = ("FluxTransformerBlock", "FluxSingleTransformerBlock")
     default_plan_size = (1024, 1024, 1)
     allow_patterns = (
         "model_index.json",
@@ -90,7 +95,7 @@ class FluxSchnell(DiffusersAdapter, ImageModel):
         guidance = DEFAULT_GUIDANCE if s.guidance_scale is None else s.guidance_scale
         generator = torch.Generator("cpu").manual_seed(int(seed))
         with torch.inference_mode():
-            out = self.pipe(
+            out = self._call_pipeline(
                 prompt=prompt,
                 width=width,
                 height=height,

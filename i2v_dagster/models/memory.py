@@ -15,9 +15,11 @@ left at ``auto`` and estimates the peak:
 
   ``dtype: auto`` is bf16 on CUDA (fp16 for Bark and CLIP) and fp32 on CPU. ``quantization: auto`` lets
   the planner climb the whole ladder (offload included, since ``cpu_offload`` has no ``auto``); an explicit
-  ``quantization`` fixes the rung (``int8wo`` quantizes the transformer only) and ``cpu_offload: true``
-  asks for model offload. Explicit settings are estimated as given; when they do not fit, ``fix`` names
-  the settings of the first rung that does. VAE tiling (``vae_tiling``, on by default) is kept: turning
+  ``quantization`` fixes the rung (``int8wo``, ``int8dq`` and ``fp8`` quantize the transformer only; the
+  ladder itself never picks ``int8dq`` or ``fp8``, speed settings whose memory is that of ``int8wo``, or
+  a little more for fp8's fp32 row scales) and ``cpu_offload: true`` asks for model offload. Explicit
+  settings are estimated as given; when they do not fit, ``fix`` names the settings of the first rung that
+  does. VAE tiling (``vae_tiling``, on by default) is kept: turning
   it off raises the peak, and ``fix`` says so when it matters.
 
 - **Weights** come from parameter counts: built on the meta device from a folder of configs (a saved
@@ -73,6 +75,8 @@ HEADROOM_FRACTION = 0.10
 activation figures are estimates."""
 NF4_BYTES = 0.5 + 4 / 64
 """NF4: 4 bits per weight plus one fp32 absmax per block of 64."""
+FP8_ROW_BYTES = 4.0
+"""torchao float8 with per-row scales: one fp32 scale per output row."""
 TEXT_ENCODER_ACTIVATIONS_GB = 0.5
 VAE_UNTILED_BYTES_PER_PIXEL = 128
 """Extra decode memory per output pixel (per frame) with VAE tiling off: an estimate."""
@@ -104,21 +108,26 @@ class ModuleSize:
     fp32_params: int = 0
     """Parameters diffusers keeps in fp32 whatever the dtype (``_keep_in_fp32_modules``)."""
     int8_params: int = 0
-    """``nn.Linear`` weights torchao int8 weight-only converts."""
+    """``nn.Linear`` weights torchao converts (int8 weight-only, int8 dynamic, float8)."""
     int8_rows: int = 0
     """Their output features (one bf16 scale each)."""
     nf4_params: int = 0
     """``nn.Linear`` weights bitsandbytes NF4 converts."""
 
     def nbytes(self, precision: str) -> float:
-        """Bytes resident for ``precision``: ``bf16``, ``fp16``, ``fp32``, ``int8wo`` or ``nf4``."""
+        """Bytes resident for ``precision``: ``bf16``, ``fp16``, ``fp32``, ``int8wo``, ``int8dq``, ``fp8``
+        or ``nf4``. torchao's int8 (weight-only and dynamic) and float8 store one byte per converted
+        ``nn.Linear`` weight plus a scale per output row; the dynamic schemes quantize activations on the
+        fly, so their activation memory is the planner's bf16 estimate."""
         if precision == "fp32":
             return 4.0 * (self.params + self.buffers)
         half = 2.0 * (self.params - self.fp32_params + self.buffers) + 4.0 * self.fp32_params
         if precision in ("bf16", "fp16"):
             return half
-        if precision == "int8wo":
+        if precision in ("int8wo", "int8dq"):
             return half - self.int8_params + 2.0 * self.int8_rows
+        if precision == "fp8":
+            return half - self.int8_params + FP8_ROW_BYTES * self.int8_rows
         if precision == "nf4":
             return half - (2.0 - NF4_BYTES) * self.nf4_params
         raise ValueError(f"unknown precision {precision!r}")
@@ -320,7 +329,7 @@ NO_GPU = ("spec", "ollama", "mock_script", "mock_speech", "mock_image", "mock_vi
 class Placement:
     dtype: str = "bf16"
     quantization: str = "none"
-    """Of the transformer: ``none``, ``int8wo`` or ``nf4``."""
+    """Of the transformer: ``none``, ``int8wo``, ``int8dq``, ``fp8`` or ``nf4``."""
     text_encoder_quantization: str = "none"
     offload: Offload = "none"
     vae_tiling: bool = True
@@ -491,7 +500,13 @@ def _role_key(adapter: str) -> str:
 
 def _explicit_placement(adapter: str, family: Family, settings: AdapterSettings, dtype: str) -> Placement:
     quant = settings.quantization
-    allowed = {"none", *family.quantizations[1:], *(("int8wo", "nf4") if not family.image else ())}
+    allowed = {
+        "none",
+        "int8dq",
+        "fp8",
+        *family.quantizations[1:],
+        *(("int8wo", "nf4") if not family.image else ()),
+    }
     if quant not in allowed:
         raise AdapterError(f"quantization: {adapter} takes auto, {', '.join(sorted(allowed))}, got {quant!r}")
     te = "nf4" if family.image and quant == "nf4" else "none"

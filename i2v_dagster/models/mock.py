@@ -8,7 +8,8 @@ They make real content, so every downstream step and check works on them:
 
 The same inputs give byte-identical outputs. ``MockVideo`` options (``models.video.options``) are
 :class:`MockVideoOptions`: ``steps``, ``seconds_per_step``, ``slow_after``, ``color_cast``,
-``bad_attempts``.
+``bad_attempts``. The other mocks and ``SpecScriptWriter`` take no options (the empty
+:class:`~i2v_dagster.models.base.AdapterOptions`: any key is refused).
 """
 
 from __future__ import annotations
@@ -18,9 +19,10 @@ import time
 from typing import TYPE_CHECKING, ClassVar
 
 import numpy as np
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import Field
 
 from i2v_dagster.models.base import (
+    AdapterOptions,
     Audio,
     ClipFrames,
     ClipRequest,
@@ -186,10 +188,8 @@ class MockImage(_NoWeights, ImageModel):
         )
 
 
-class MockVideoOptions(BaseModel):
+class MockVideoOptions(AdapterOptions):
     """``models.video.options`` of ``mock_video`` (for tests and demos: slow clips, drifting colours)."""
-
-    model_config = ConfigDict(extra="forbid", strict=True, allow_inf_nan=False)
 
     steps: int = Field(4, ge=1, le=200, description="Simulated denoising steps.")
     seconds_per_step: float = Field(0.0, ge=0, le=60, description="Sleep per step (a slow model).")
@@ -227,7 +227,7 @@ class MockVideo(_NoWeights, VideoModel):
         return "mock_video"
 
     def generate(self, request: ClipRequest) -> ClipFrames:
-        opts = MockVideoOptions.model_validate(dict(self.settings.options))
+        opts: MockVideoOptions = self.options
         steps = int(self.settings.num_inference_steps or opts.steps)
         per_step = opts.seconds_per_step
         self._calls = getattr(self, "_calls", 0) + 1

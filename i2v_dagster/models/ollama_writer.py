@@ -5,7 +5,8 @@ The reply is structured output: the JSON schema of :class:`i2v_dagster.spec.Scri
 temperature 0 make it repeatable, and the reply is validated by the same pydantic model as a hand-written
 script. Every failure is a :class:`~i2v_dagster.errors.ScriptWriterError` that names the host or model.
 
-Settings: ``model`` is the Ollama model (default ``llama3.1:8b``). Options (``models.script.options``):
+Settings: ``model`` is the Ollama model (default ``llama3.1:8b``). Options (``models.script.options``,
+validated by :class:`OllamaOptions`):
 ``host`` (else ``OLLAMA_HOST``, else ``http://127.0.0.1:11434``), ``timeout_s`` (request timeout, 120),
 ``temperature`` (0.0), ``keep_alive`` (how long the server keeps the model loaded after the reply: 0 by
 default, so the GPU memory it holds is free before the narration and video models load; Ollama's own
@@ -16,12 +17,16 @@ from __future__ import annotations
 
 import copy
 import os
+import re
 import time
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
+from pydantic import Field, field_validator
+from pydantic_core import PydanticCustomError
+
 from i2v_dagster.errors import AdapterError, ScriptWriterError
-from i2v_dagster.models.base import AdapterSettings, ScriptWriter
+from i2v_dagster.models.base import AdapterOptions, AdapterSettings, ScriptWriter
 
 if TYPE_CHECKING:
     from i2v_dagster.spec import JobSpec, Script
@@ -33,6 +38,39 @@ DEFAULT_TIMEOUT_S = 120.0
 DEFAULT_KEEP_ALIVE = 0
 """Unload the model as soon as the script is written (seconds, or an Ollama duration such as "5m")."""
 REPLY_PREVIEW_CHARS = 200
+
+_DURATION = re.compile(r"-?(\d+(\.\d+)?(ns|us|µs|ms|s|m|h))+")
+
+
+class OllamaOptions(AdapterOptions):
+    """``models.script.options`` of ``ollama``."""
+
+    host: str | None = Field(
+        None,
+        min_length=1,
+        max_length=1_000,
+        description="The Ollama server (host[:port] or a URL); null: OLLAMA_HOST, else 127.0.0.1:11434.",
+    )
+    timeout_s: float = Field(DEFAULT_TIMEOUT_S, gt=0, le=3_600, description="Request timeout, seconds.")
+    temperature: float = Field(0.0, ge=0, le=2, description="Sampling temperature (0: repeatable).")
+    keep_alive: int | float | str = Field(
+        DEFAULT_KEEP_ALIVE,
+        description="How long the server keeps the model loaded after the reply: seconds (0 frees its GPU "
+        "memory at once, -1 keeps it) or an Ollama duration such as 5m.",
+    )
+
+    @field_validator("keep_alive", mode="before")
+    @classmethod
+    def _seconds_or_duration(cls, value: Any) -> Any:
+        ok = (isinstance(value, int | float) and not isinstance(value, bool) and -1 <= value <= 86_400) or (
+            isinstance(value, str) and len(value) <= 32 and _DURATION.fullmatch(value) is not None
+        )
+        if not ok:
+            raise PydanticCustomError(
+                "keep_alive", "takes seconds (-1..86400) or an Ollama duration such as 5m or 1h30m"
+            )
+        return value
+
 
 SYSTEM_PROMPT = (
     "You write scripts for short narrated videos. Reply with one JSON object that matches the given "
@@ -125,6 +163,7 @@ class OllamaScriptWriter(ScriptWriter):
 
     name = "ollama"
     large = False
+    Options = OllamaOptions
 
     def __init__(self, settings: AdapterSettings | None = None, **kwargs: Any) -> None:
         super().__init__(settings, **kwargs)
@@ -136,14 +175,11 @@ class OllamaScriptWriter(ScriptWriter):
 
     @property
     def host(self) -> str:
-        return resolve_host(self.settings.options.get("host"))
+        return resolve_host(self.options.host)
 
     @property
     def timeout_s(self) -> float:
-        value = float(self.settings.options.get("timeout_s", DEFAULT_TIMEOUT_S))
-        if value <= 0:
-            raise AdapterError(f"ollama: options.timeout_s must be positive, got {value}")
-        return value
+        return float(self.options.timeout_s)
 
     def describe(self) -> dict[str, Any]:
         info = super().describe()
@@ -171,7 +207,7 @@ class OllamaScriptWriter(ScriptWriter):
             )
         self.load()
         model, host = self.model_id, self.host
-        options = {"seed": spec.seed, "temperature": float(self.settings.options.get("temperature", 0.0))}
+        options = {"seed": spec.seed, "temperature": float(self.options.temperature)}
         self.log.info("ollama %s at %s: writing %d scenes (seed %s)", model, host, spec.num_scenes, spec.seed)
         started = time.monotonic()
         content = self._chat(
@@ -211,7 +247,7 @@ class OllamaScriptWriter(ScriptWriter):
         from pydantic import ValidationError
 
         host, model = self.host, request["model"]
-        keep_alive = self.settings.options.get("keep_alive", DEFAULT_KEEP_ALIVE)
+        keep_alive = self.options.keep_alive
         try:
             response = self.client.chat(stream=False, keep_alive=keep_alive, **request)
         except ollama.ResponseError as exc:

@@ -140,26 +140,11 @@ def stage_settings(spec, role: str) -> AdapterSettings:
 
 
 def options_problems(field: str, name: str, options: dict) -> list[str]:
-    """``options`` against the adapter's ``Options`` model (a pydantic model of its own), when it has one."""
-    from pydantic import ValidationError
+    """``options`` against the adapter's ``Options`` model (every adapter class has one: an empty model
+    for adapters that take no options), one line per problem naming ``<field>.<key>``."""
+    from i2v_dagster.models.base import option_problems
 
-    model = getattr(get_adapter_info(name).cls, "Options", None)
-    if model is None:
-        return []
-    try:
-        model.model_validate(options)
-    except ValidationError as exc:
-        out = []
-        for err in exc.errors():
-            loc = ".".join(str(p) for p in err["loc"])
-            where = f"{field}.{loc}" if loc else field
-            if err["type"] == "extra_forbidden":
-                known = ", ".join(model.model_fields) or "none"
-                out.append(f"{where}: unknown option of {name} (options: {known})")
-            else:
-                out.append(f"{where}: {err['msg']} (got {err.get('input')!r})")
-        return out
-    return []
+    return option_problems(get_adapter_info(name).cls.Options, name, options, field)
 
 
 def spec_problems(spec, *, check_extras: bool = True) -> list[str]:

@@ -17,7 +17,7 @@ Loading (dtype, device, quantization, offload, the memory plan) is :class:`Diffu
   transformer (CPU and CUDA); ``nf4`` is bitsandbytes 4-bit on the transformer, CUDA only.
 - ``num_inference_steps`` / ``guidance_scale``: per-model defaults when None.
 
-Options (``settings.options``):
+Options (``settings.options``; :class:`CogVideoXOptions`, :class:`WanOptions`, :class:`VideoOptions`):
 
 - ``trim_frames``: frames kept per clip (1..the model's ``max_frames``); CogVideoX-5B keeps 40 of its 49
   by default. :meth:`DiffusersVideoModel.constraints_for` gives the constraints with it applied.
@@ -29,6 +29,10 @@ Options (``settings.options``):
   CogVideoX's demo pairs with its DPM scheduler.
 - ``plan_size``: ``[width, height, frames]`` the memory plan is made for (default: the model's native
   size and frame count).
+- ``compile``, ``cache``, ``cache_threshold``, ``cache_interval``, ``attention_backend``: the speed
+  settings (:mod:`i2v_dagster.models.speed`). Each model names the transformer blocks ``compile`` compiles;
+  CogVideoX's attention takes torch's native kernel only; HunyuanVideo-I2V masks its text padding (the
+  backends' variable-length kernels) and its pipeline sets no cache context (the adapter sets one).
 """
 
 from __future__ import annotations
@@ -38,12 +42,20 @@ import time
 from typing import TYPE_CHECKING, Any, ClassVar
 
 import numpy as np
+from pydantic import Field
 
 from i2v_dagster.errors import AdapterError
 from i2v_dagster.models import memory
-from i2v_dagster.models.base import AdapterSettings, ClipFrames, ClipRequest, StepProgress, VideoModel
+from i2v_dagster.models.base import (
+    AdapterSettings,
+    ClipFrames,
+    ClipRequest,
+    StepProgress,
+    VideoModel,
+    parse_options,
+)
 from i2v_dagster.models.constraints import SizeRule, VideoConstraints
-from i2v_dagster.models.diffusers_base import DiffusersAdapter
+from i2v_dagster.models.diffusers_base import DiffusersAdapter, DiffusersOptions
 
 if TYPE_CHECKING:
     from PIL import Image
@@ -58,6 +70,48 @@ WAN_NEGATIVE_PROMPT = (
     "picture, messy background, three legs, many people in the background, walking backwards"
 )
 """The negative prompt of diffusers' Wan examples (``pipeline_wan_i2v.py``), the English of Wan's own."""
+MAX_PROMPT = 2_000
+
+
+class VideoOptions(DiffusersOptions):
+    """``models.video.options`` of the diffusers video adapters (plus the speed settings of
+    :class:`~i2v_dagster.models.diffusers_base.DiffusersOptions`)."""
+
+    trim_frames: int | None = Field(
+        None,
+        ge=1,
+        le=161,
+        description="Frames kept per clip (1..the model's most frames per clip); CogVideoX-5B keeps 40 of "
+        "its 49 by default.",
+    )
+    any_size: bool = Field(
+        False,
+        description="Wan and HunyuanVideo: accept any size the pipeline can run (sides a multiple of 32 / "
+        "16) instead of the sizes the model was trained for.",
+    )
+
+
+class CogVideoXOptions(VideoOptions):
+    fixed_attention = (
+        "CogVideoX's attention processor calls torch's scaled_dot_product_attention itself, not diffusers' "
+        "dispatcher"
+    )
+
+    negative_prompt: str | None = Field(
+        None, max_length=MAX_PROMPT, description="Text for classifier-free guidance's negative branch."
+    )
+    use_dynamic_cfg: bool = Field(
+        False, description="The cosine guidance schedule CogVideoX's demo pairs with its DPM scheduler."
+    )
+
+
+class WanOptions(VideoOptions):
+    negative_prompt: str | None = Field(
+        WAN_NEGATIVE_PROMPT,
+        max_length=MAX_PROMPT,
+        description="Text for classifier-free guidance's negative branch (default: the standard negative "
+        "prompt of Wan's examples; null for none).",
+    )
 
 
 def _repo_files(
@@ -132,21 +186,20 @@ class DiffusersVideoModel(DiffusersAdapter, VideoModel):
     @classmethod
     def constraints_for(cls, settings: AdapterSettings | None) -> VideoConstraints:
         """The class constraints with the ``trim_frames`` and ``any_size`` options of ``settings`` applied."""
-        options = settings.options if settings is not None else {}
+        options = parse_options(cls.Options, cls.name, settings.options if settings is not None else {})
         constraints = cls.constraints
-        any_size = options.get("any_size", False)
-        if not isinstance(any_size, bool) or (any_size and cls.any_size_rule is None):
-            raise AdapterError(
-                f"options.any_size: {cls.name} takes true or false (true only where the model runs at "
-                f"other sizes than it was trained for), got {any_size!r}"
-            )
-        if any_size and cls.any_size_rule is not None:
+        if options.any_size:
+            if cls.any_size_rule is None:
+                raise AdapterError(
+                    f"options.any_size: {cls.name} makes only the sizes it was trained for (learned "
+                    "positional embeddings or a fixed size rule); leave it false"
+                )
             constraints = dataclasses.replace(constraints, size=cls.any_size_rule)
-        trim = options.get("trim_frames")
+        trim = options.trim_frames
         if trim is None:
             return constraints
         most = constraints.max_frames
-        if isinstance(trim, bool) or not isinstance(trim, int) or not 1 <= trim <= most:
+        if trim > most:
             raise AdapterError(
                 f"options.trim_frames: {cls.name} keeps 1..{most} frames per clip, got {trim!r}"
             )
@@ -222,7 +275,7 @@ class DiffusersVideoModel(DiffusersAdapter, VideoModel):
         reporter = _StepReporter(kwargs["num_inference_steps"], request.on_step, request.deadline)
         hook = self.pipe.transformer.register_forward_pre_hook(reporter.mark_start)
         try:
-            return self.pipe(**kwargs, callback_on_step_end=reporter)
+            return self._call_pipeline(**kwargs, callback_on_step_end=reporter)
         except BaseException:
             self.pipe.maybe_free_model_hooks()  # an interrupted call leaves offloaded modules on the GPU
             raise
@@ -239,13 +292,15 @@ class _CogVideoX(DiffusersVideoModel):
     fp16_ok = False
     spiece_tokenizer = True
     allow_patterns = _repo_files(("transformer", "vae", "text_encoder"), {"tokenizer": ("*.json", "*.model")})
+    Options = CogVideoXOptions
+    compile_blocks = ("CogVideoXBlock",)
 
     def _model_kwargs(self) -> dict[str, Any]:
-        opts = self.settings.options
+        opts: CogVideoXOptions = self.options
         return {
             "max_sequence_length": int(self.pipe.transformer.config.max_text_seq_length),
-            "use_dynamic_cfg": bool(opts.get("use_dynamic_cfg", False)),
-            "negative_prompt": opts.get("negative_prompt"),
+            "use_dynamic_cfg": opts.use_dynamic_cfg,
+            "negative_prompt": opts.negative_prompt,
         }
 
 
@@ -310,9 +365,11 @@ class Wan22TI2V5B(DiffusersVideoModel):
         fps=(24,),
     )
     any_size_rule = SizeRule(multiple_of=32, min_side=32, max_side=1280)  # VAE 16x times patch 2
+    Options = WanOptions
+    compile_blocks = ("WanTransformerBlock",)
 
     def _model_kwargs(self) -> dict[str, Any]:
-        return {"negative_prompt": self.settings.options.get("negative_prompt", WAN_NEGATIVE_PROMPT)}
+        return {"negative_prompt": self.options.negative_prompt}
 
 
 class HunyuanI2V(DiffusersVideoModel):
@@ -338,3 +395,14 @@ class HunyuanI2V(DiffusersVideoModel):
         fps=(24,),
     )
     any_size_rule = SizeRule(multiple_of=16, min_side=16, max_side=1280)  # VAE 8x times patch 2
+    Options = VideoOptions
+    compile_blocks = (
+        "HunyuanVideoTokenReplaceTransformerBlock",
+        "HunyuanVideoTokenReplaceSingleTransformerBlock",
+        "HunyuanVideoTransformerBlock",
+        "HunyuanVideoSingleTransformerBlock",
+    )
+    """The token-replace blocks the I2V model runs (diffusers' ``_repeated_blocks`` lists only the plain
+    ones) and the plain ones of a ``latent_concat`` checkpoint."""
+    attention_masked = True
+    sets_cache_context = False

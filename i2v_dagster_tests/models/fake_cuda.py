@@ -32,20 +32,38 @@ class FakeLoad:
         return {} if config is None else dict(config.quant_mapping)
 
 
-def fake_cuda(monkeypatch, *, free_gb: float) -> None:
+FAKE_CARD = "Fake CUDA card"
+
+
+def fake_cuda(
+    monkeypatch, *, free_gb: float, capability: tuple[int, int] = (9, 0), triton: bool = False
+) -> None:
+    """torch says a CUDA card of compute ``capability`` with ``free_gb`` free is there; the speed planner
+    sees triton (for ``compile``) only when ``triton`` is True."""
     import torch
+
+    from i2v_dagster.models import speed
 
     free = int(free_gb * 1e9)
     monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
     monkeypatch.setattr(torch.cuda, "mem_get_info", lambda device=None: (free, free + 10**9))
     monkeypatch.setattr(torch.cuda, "empty_cache", lambda: None)
+    monkeypatch.setattr(torch.cuda, "get_device_capability", lambda device=None: capability)
+    monkeypatch.setattr(torch.cuda, "get_device_name", lambda device=None: FAKE_CARD)
+    monkeypatch.setattr(speed, "triton_available", lambda: triton)
 
 
 def load_on_fake_cuda(
-    monkeypatch, name: str, settings: Any, *, free_gb: float, load: bool = True
+    monkeypatch,
+    name: str,
+    settings: Any,
+    *,
+    free_gb: float,
+    load: bool = True,
+    capability: tuple[int, int] = (9, 0),
 ) -> FakeLoad:
-    """Build adapter ``name`` with ``settings`` on a fake CUDA card with ``free_gb`` free; load it unless
-    ``load`` is False (the caller loads, e.g. to catch an error)."""
+    """Build adapter ``name`` with ``settings`` on a fake CUDA card (compute ``capability``) with
+    ``free_gb`` free; load it unless ``load`` is False (the caller loads, e.g. to catch an error)."""
     import diffusers
     import torch
     import transformers
@@ -60,7 +78,7 @@ def load_on_fake_cuda(
         *[(lib, c) for lib in (diffusers, transformers) for c in ("TorchAoConfig", "BitsAndBytesConfig")],
     ]:
         getattr(lib, config)
-    fake_cuda(monkeypatch, free_gb=free_gb)
+    fake_cuda(monkeypatch, free_gb=free_gb, capability=capability)
     result = FakeLoad(adapter=build_adapter(name, settings))
 
     def from_pretrained(source, **kwargs):

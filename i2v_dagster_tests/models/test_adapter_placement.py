@@ -114,5 +114,7 @@ def test_plan_size_option_sets_the_planned_size_and_is_checked(fake_load):
     bad = fake_load(
         "hunyuan_i2v", AdapterSettings(options={"plan_size": [1280]}), free_gb=FREE_80, load=False
     )
-    with pytest.raises(AdapterError, match=r"options.plan_size: hunyuan_i2v takes \[width, height\]"):
+    with pytest.raises(
+        AdapterError, match=r"options.plan_size: hunyuan_i2v: List should have at least 2 items"
+    ):
         bad.adapter.load()

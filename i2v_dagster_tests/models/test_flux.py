@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+from dataclasses import replace
 
 import numpy as np
 import pytest
@@ -127,7 +128,9 @@ def test_auto_quantization_is_plain_on_cpu_without_a_warning(tiny_folder, caplog
 
 def test_int8wo_is_refused_naming_the_setting(tiny_folder):
     adapter = FluxSchnell(AdapterSettings(model=str(tiny_folder), quantization="int8wo"))
-    with pytest.raises(AdapterError, match="quantization: flux_schnell takes auto, none, nf4, got 'int8wo'"):
+    with pytest.raises(
+        AdapterError, match="quantization: flux_schnell takes auto, none, nf4, int8dq, fp8, got 'int8wo'"
+    ):
         adapter.load()
     assert not adapter.is_loaded
 
@@ -186,3 +189,89 @@ def test_unload_releases_the_pipeline(tiny_folder):
     adapter = FluxSchnell(AdapterSettings(model=str(tiny_folder)))
     adapter.load()
     assert_unload_releases(adapter, "pipe")
+
+
+# ----- speed settings -----
+
+
+def _linear_calls(adapter) -> list[int]:
+    count = [0]
+    for module in adapter.pipe.transformer.modules():
+        if isinstance(module, torch.nn.Linear):
+            module.register_forward_hook(lambda *_: count.__setitem__(0, count[0] + 1))
+    return count
+
+
+@pytest.mark.parametrize(
+    "cache",
+    [
+        {"cache": "first_block", "cache_threshold": 0.5},
+        {"cache": "pab"},
+        {"cache": "taylorseer", "cache_interval": 2},
+    ],
+    ids=["first_block", "pab", "taylorseer"],
+)
+def test_a_cached_keyframe_skips_work_and_stays_close(tiny_folder, cache):
+    """Over 8 steps (schnell uses 4, where a cache has little to reuse) each hook skips transformer work;
+    the image stays within 3 of 255 levels on average of the uncached one."""
+    made = []
+    for options in ({}, cache):
+        adapter = FluxSchnell(AdapterSettings(model=str(tiny_folder), num_inference_steps=8, options=options))
+        adapter.load()
+        calls = _linear_calls(adapter)
+        pixels = _pixels(adapter.generate(PROMPT, width=64, height=64, seed=1)).astype(np.float64)
+        made.append((pixels, calls[0], adapter.describe()["cache"]))
+        adapter.unload()
+    (base, base_calls, _), (cached, calls, described) = made
+    assert described == cache["cache"]
+    assert calls < base_calls
+    assert 0 < np.abs(cached - base).mean() <= 3.0
+
+
+def test_int8dq_quantizes_the_transformer_only(tiny_folder):
+    from torchao.utils import TorchAOBaseTensor
+
+    adapter = FluxSchnell(AdapterSettings(model=str(tiny_folder), quantization="int8dq"))
+    result = adapter.generate(PROMPT, width=64, height=64, seed=1)
+    weight = adapter.pipe.transformer.transformer_blocks[0].attn.to_q.weight
+    assert isinstance(weight, TorchAOBaseTensor)
+    assert not any(isinstance(p, TorchAOBaseTensor) for p in adapter.pipe.text_encoder_2.parameters())
+    assert adapter.describe()["quantization_used"] == "int8dq"
+    assert _pixels(result).std() > 1.0
+    adapter.unload()
+
+
+def test_compile_marks_both_kinds_of_flux_block(tiny_folder, monkeypatch):
+    """Dynamo's eager backend here: Inductor's build is exercised on Wan in test_speed.py (about 30 s per
+    model on this machine)."""
+    from i2v_dagster.models import speed
+
+    monkeypatch.setattr(speed, "COMPILE_OPTIONS", {"backend": "eager"})
+    eager = FluxSchnell(AdapterSettings(model=str(tiny_folder)))
+    before = _pixels(eager.generate(PROMPT, width=64, height=64, seed=2)).astype(int)
+    eager.unload()
+    adapter = FluxSchnell(AdapterSettings(model=str(tiny_folder), options={"compile": "on"}))
+    adapter.load()
+    compiled = sorted(
+        type(m).__name__
+        for m in adapter.pipe.transformer.modules()
+        if getattr(m, "_compiled_call_impl", None) is not None
+    )
+    assert compiled == ["FluxSingleTransformerBlock", "FluxTransformerBlock"]
+    after = _pixels(adapter.generate(PROMPT, width=64, height=64, seed=2)).astype(int)
+    assert np.abs(after - before).max() <= 1
+    assert adapter.describe()["compile"] is True
+    adapter.unload()
+
+
+def test_speed_settings_refused_on_cpu_name_the_setting(tiny_folder):
+    for settings, message in [
+        (AdapterSettings(quantization="fp8"), "quantization: fp8 needs a CUDA card"),
+        (
+            AdapterSettings(options={"attention_backend": "flash"}),
+            "attention_backend: flash cannot run for flux",
+        ),
+    ]:
+        adapter = FluxSchnell(replace(settings, model=str(tiny_folder)))
+        with pytest.raises(AdapterError, match=message):
+            adapter.load()

@@ -138,6 +138,31 @@ def test_cogvideox15_int8_is_borderline_on_a_24_gb_card():
     )
 
 
+@pytest.mark.parametrize("adapter", [*VIDEO_NATIVE, "flux_schnell"])
+def test_int8dq_and_fp8_weigh_one_byte_per_linear_weight_plus_row_scales(adapter):
+    """The speed quantizations: torchao's int8 dynamic weighs what int8 weight-only does; float8 keeps an
+    fp32 scale per output row (the planner's bf16 figure for int8's scale)."""
+    bf16 = _plan(adapter, CARD_80, quantization="none")
+    int8dq = _plan(adapter, CARD_80, quantization="int8dq")
+    fp8 = _plan(adapter, CARD_80, quantization="fp8")
+    transformer = MEASURED[memory.FAMILIES[adapter].slug]["transformer"]
+    saved = (transformer.int8_params - 2 * transformer.int8_rows) / 1e9
+    assert bf16.weights_gb - int8dq.weights_gb == pytest.approx(saved, rel=1e-9)
+    assert fp8.weights_gb - int8dq.weights_gb == pytest.approx(2 * transformer.int8_rows / 1e9, rel=1e-9)
+    assert int8dq.placement.quantization == "int8dq" and fp8.placement.quantization == "fp8"
+    assert "fp8 transformer" in fp8.describe()
+    assert int8dq.activations_gb == bf16.activations_gb
+    if adapter != "flux_schnell":
+        int8wo = _plan(adapter, CARD_80, quantization="int8wo")
+        assert int8wo.weights_gb == int8dq.weights_gb
+
+
+def test_auto_never_picks_a_speed_quantization():
+    for adapter in [*VIDEO_NATIVE, "flux_schnell"]:
+        for card in (CARD_24, CARD_80, free_gb_for_card(48)):
+            assert _plan(adapter, card).quantization in ("none", "int8wo", "nf4")
+
+
 # ----- the ladder -----
 
 
@@ -224,9 +249,13 @@ def test_describe_is_one_line_with_placement_estimate_free_memory_and_verdict():
         (
             "wan22_ti2v_5b",
             {"quantization": "int4"},
-            "quantization: wan22_ti2v_5b takes auto, int8wo, nf4, none",
+            "quantization: wan22_ti2v_5b takes auto, fp8, int8dq, int8wo, nf4, none",
         ),
-        ("flux_schnell", {"quantization": "int8wo"}, "quantization: flux_schnell takes auto, nf4, none"),
+        (
+            "flux_schnell",
+            {"quantization": "int8wo"},
+            "quantization: flux_schnell takes auto, fp8, int8dq, nf4, none",
+        ),
         ("cogvideox_5b_i2v", {"dtype": "fp8"}, "dtype: cogvideox_5b_i2v takes auto, bf16, fp16 or fp32"),
     ],
 )

@@ -283,7 +283,7 @@ def test_wan_keeps_its_vae_in_fp32(tiny_folder):
         (AdapterSettings(dtype="fp8"), "dtype: cogvideox_5b_i2v takes auto, bf16, fp16 or fp32"),
         (
             AdapterSettings(quantization="int4"),
-            "quantization: cogvideox_5b_i2v takes auto, none, int8wo, nf4",
+            "quantization: cogvideox_5b_i2v takes auto, none, int8wo, int8dq, fp8, nf4",
         ),
         (AdapterSettings(device="tpu"), "device: cogvideox_5b_i2v runs on auto, cpu or cuda"),
     ],
@@ -383,9 +383,13 @@ def test_any_size_lets_wan_and_hunyuan_run_other_sizes_and_is_checked():
     assert rules.check("wan22_ti2v_5b", width=720, height=480, fps=24) == [
         "width: wan22_ti2v_5b needs a multiple of 32, got 720"
     ]
-    with pytest.raises(AdapterError, match="options.any_size: cogvideox_5b_i2v takes true or false"):
+    with pytest.raises(
+        AdapterError, match="options.any_size: cogvideox_5b_i2v makes only the sizes it was trained for"
+    ):
         get_adapter_info("cogvideox_5b_i2v").cls.constraints_for(AdapterSettings(options={"any_size": True}))
-    with pytest.raises(AdapterError, match="options.any_size: wan22_ti2v_5b takes true or false"):
+    with pytest.raises(
+        AdapterError, match=r"options.any_size: wan22_ti2v_5b: Input should be a valid boolean \(got 'yes'\)"
+    ):
         wan.constraints_for(AdapterSettings(options={"any_size": "yes"}))
 
 

@@ -153,7 +153,7 @@ _COG_TRANSFORMER = {
     "out_channels": 4,
     "time_embed_dim": 8,
     "text_embed_dim": 32,
-    "num_layers": 1,
+    "num_layers": 2,  # First Block Cache needs a first and a last block
     "patch_size": 2,
     "temporal_compression_ratio": 4,
     "max_text_seq_length": 16,

@@ -206,8 +206,10 @@ def chromium_page(user_data: Path, *, timeout_ms: float, navigation_timeout_ms: 
             context.close()
 
 
-def screenshot(target: Any, path: Path) -> Path:
-    """A screenshot of a Playwright page or locator, its path printed (see them with ``pytest -s``)."""
-    target.screenshot(path=str(path))
+def screenshot(target: Any, path: Path, **options: Any) -> Path:
+    """A screenshot of a Playwright page or locator (``options``: its screenshot options, e.g.
+    ``animations="disabled"`` to finish a dialog's opening transition first), its path printed (see them
+    with ``pytest -s``)."""
+    target.screenshot(path=str(path), **options)
     print(f"screenshot: {path}")
     return path

@@ -1,4 +1,5 @@
-"""Test support: `dagster-webserver` on a free local port, ended with its whole process group."""
+"""Test support for the browser tests: `dagster-webserver` on a free local port (ended with its whole
+process group), its GraphQL endpoint, and headless Chromium on a fresh profile."""
 
 from __future__ import annotations
 
@@ -15,8 +16,23 @@ from collections.abc import Iterator, Mapping
 from contextlib import contextmanager, suppress
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
+
+CHROMIUM = Path("/usr/bin/chromium")
+CHROMIUM_ARGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+]
+# localStorage flag the UI sets when its "Join the Dagster community" dialog is dismissed
+DISMISS_COMMUNITY_DIALOG = "window.localStorage.setItem('communityNux', JSON.stringify('1'));"
 
 LOCATIONS_QUERY = """
 { workspaceOrError { __typename ... on Workspace { locationEntries {
@@ -48,10 +64,32 @@ def _tail(path: Path, chars: int = 4000) -> str:
     return path.read_text(errors="replace")[-chars:] if path.is_file() else "(no log)"
 
 
+def graphql(url: str, query: str, variables: Mapping[str, Any] | None = None, timeout: float = 10.0) -> dict:
+    """The ``data`` of a GraphQL answer from the webserver at ``url`` (an answer with ``errors`` raises)."""
+    body = json.dumps({"query": query, "variables": dict(variables or {})}).encode()
+    answer = json.loads(_get(f"{url}/graphql", data=body, timeout=timeout))
+    if answer.get("errors"):
+        raise ValueError(f"GraphQL errors: {answer['errors']}")
+    return answer["data"]
+
+
+RUNS_COUNT_QUERY = """
+query RunsCount($filter: RunsFilter) { runsOrError(filter: $filter) {
+    __typename ... on Runs { count } ... on PythonError { message } } }
+"""
+
+
+def run_count(url: str, partition: str | None = None) -> int:
+    """How many runs the instance holds (of the `videos` partition ``partition``, when given)."""
+    tags = [{"key": "dagster/partition", "value": partition}] if partition is not None else None
+    runs = graphql(url, RUNS_COUNT_QUERY, {"filter": {"tags": tags} if tags else None})["runsOrError"]
+    if runs["__typename"] != "Runs":
+        raise RuntimeError(f"runs query answered {runs}")
+    return int(runs["count"])
+
+
 def _locations(url: str) -> list[dict]:
-    body = json.dumps({"query": LOCATIONS_QUERY}).encode()
-    answer = json.loads(_get(f"{url}/graphql", data=body))
-    workspace = answer["data"]["workspaceOrError"]
+    workspace = graphql(url, LOCATIONS_QUERY, timeout=5.0)["workspaceOrError"]
     if workspace["__typename"] != "Workspace":
         raise RuntimeError(f"workspace query answered {workspace['__typename']}")
     return workspace["locationEntries"]
@@ -123,6 +161,8 @@ def dagster_webserver(
         "workspace.yaml",
     ]
     full_env = {**os.environ, **(env or {}), "DAGSTER_HOME": str(dagster_home)}
+    # this checkout's package first (an editable install may point at another checkout)
+    full_env["PYTHONPATH"] = os.pathsep.join(p for p in (str(REPO_ROOT), full_env.get("PYTHONPATH", "")) if p)
     with log.open("wb") as sink:
         proc = subprocess.Popen(
             command,
@@ -138,3 +178,38 @@ def dagster_webserver(
         yield WebServer(url=url, pid=proc.pid, log=log)
     finally:
         _stop(proc)
+
+
+@contextmanager
+def chromium_page(user_data: Path, *, timeout_ms: float, navigation_timeout_ms: float) -> Iterator[Any]:
+    """A Playwright page in headless Chromium (``CHROMIUM``, ``CHROMIUM_ARGS``) on the fresh profile
+    ``user_data``, with the community dialog dismissed; default timeouts (and ``expect``'s) as given,
+    restored and closed on exit."""
+    from playwright import sync_api
+
+    with sync_api.sync_playwright() as playwright:
+        context = playwright.chromium.launch_persistent_context(
+            str(user_data),
+            executable_path=str(CHROMIUM),
+            args=CHROMIUM_ARGS,
+            headless=True,
+            viewport={"width": 1400, "height": 1000},
+        )
+        try:
+            context.add_init_script(DISMISS_COMMUNITY_DIALOG)
+            context.set_default_timeout(timeout_ms)
+            context.set_default_navigation_timeout(navigation_timeout_ms)
+            sync_api.expect.set_options(timeout=timeout_ms)
+            yield context.new_page()
+        finally:
+            sync_api.expect.set_options(timeout=None)  # back to Playwright's default
+            context.close()
+
+
+def screenshot(target: Any, path: Path, **options: Any) -> Path:
+    """A screenshot of a Playwright page or locator (``options``: its screenshot options, e.g.
+    ``animations="disabled"`` to finish a dialog's opening transition first), its path printed (see them
+    with ``pytest -s``)."""
+    target.screenshot(path=str(path), **options)
+    print(f"screenshot: {path}")
+    return path

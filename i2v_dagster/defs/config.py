@@ -5,7 +5,8 @@ model gets a ``dagster.Config`` twin with the same fields, types, defaults and d
 pydantic's own ``create_model``; Dagster turns the twin into its config schema, so the Launchpad shows every
 field's description, refuses unknown keys and wrong types, and checks the closed sets (adapter names, chain
 mode, dtype, ...) as enums before launch. The rules Dagster's config cannot express (name pattern, bounds,
-adapter sizes, files) run in the first second of the run, in :func:`i2v_dagster.specfile.parse_spec`.
+adapter sizes, files) run when the config is resolved at launch, before a run exists: :class:`SpecShape`
+hands the resolved value to :func:`i2v_dagster.specfile.parse_spec`.
 """
 
 from __future__ import annotations

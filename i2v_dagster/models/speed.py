@@ -53,11 +53,21 @@ import os
 import shutil
 from collections.abc import Iterator
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
+
+from pydantic import BeforeValidator
 
 from i2v_dagster.errors import AdapterError, ModelLoadError
 
-CompileSetting = Literal["auto", "on", "off"]
+
+def _switch_word(value: Any) -> Any:
+    """YAML 1.1 reads a bare ``on``/``off`` (and ``true``/``false``) as a bool: take it as the word."""
+    if isinstance(value, bool):
+        return "on" if value else "off"
+    return value
+
+
+CompileSetting = Annotated[Literal["auto", "on", "off"], BeforeValidator(_switch_word)]
 CacheSetting = Literal["auto", "none", "first_block", "pab", "taylorseer"]
 AttentionSetting = Literal["auto", "native", "flash", "flash3", "sage"]
 

@@ -3,6 +3,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 from pydantic import BaseModel
 
@@ -212,3 +214,20 @@ def test_spec_validation_reports_every_role_before_any_work():
         "models.video.options.cache_threshold",
         "models.scorer.options.batch_size",
     ]
+
+
+@pytest.mark.parametrize(
+    ("written", "meant"), [("on", "on"), ("off", "off"), ("true", "on"), ("auto", "auto")]
+)
+def test_compile_written_bare_in_a_yaml_job_file_means_the_word(tmp_path, written, meant):
+    """YAML 1.1 reads a bare ``compile: on`` as ``True``; the spec takes it as the word the user wrote."""
+    from i2v_dagster.specfile import load_spec
+
+    base = (Path(__file__).resolve().parents[2] / "jobs" / "wan22_ti2v_5b.yaml").read_text()
+    line = "video: {adapter: wan22_ti2v_5b, vae_tiling: true}"
+    assert line in base
+    job = tmp_path / "job.yaml"
+    job.write_text(base.replace(line, line[:-1] + f", options: {{compile: {written}}}}}"))
+    spec = load_spec(job, check_files=False, check_card=False, check_extras=False)
+    options = get_adapter_info("wan22_ti2v_5b").cls.Options.model_validate(spec.models.video.options)
+    assert options.compile == meant

@@ -146,13 +146,16 @@ def cmd_plan(args: argparse.Namespace) -> int:
     if args.free_gb is not None:
         free, card = args.free_gb, f"{args.free_gb:g} GB free"
     elif args.card_gb is not None:
-        free, card = free_gb_for_card(args.card_gb), f"a {args.card_gb:g} GB card"
+        free, card = (
+            free_gb_for_card(args.card_gb),
+            f"a {args.card_gb:g} GB card ({args.card_gb:g} GiB, idle)",
+        )
     elif (now := current_free_gb()) is not None:
         free, card = now, "this GPU"
     elif spec.target_gpu_gb is not None:
         free, card = (
             free_gb_for_card(spec.target_gpu_gb),
-            f"the {spec.target_gpu_gb:g} GB card the spec names",
+            f"the {spec.target_gpu_gb:g} GB card the spec names ({spec.target_gpu_gb:g} GiB, idle)",
         )
     else:
         print(
@@ -160,7 +163,8 @@ def cmd_plan(args: argparse.Namespace) -> int:
         )
         return 2
     plans = spec_plan(spec, free_gb=free)
-    print(f"{spec.name}: GPU memory plan on {card} ({free:.1f} GB free), {spec.width}x{spec.height}")
+    size = f"{spec.width}x{spec.height}"
+    print(f"{spec.name}: GPU memory plan at {size} on {card}: {free:.1f} GB free (GB = 10^9 bytes)")
     for plan in plans:
         print(f"  {plan.describe()}")
     misfits = [p for p in plans if not p.fits]

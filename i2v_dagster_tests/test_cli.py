@@ -36,6 +36,33 @@ def test_validate_missing_file(capsys, tmp_path):
     assert "spec file not found" in capsys.readouterr().err
 
 
+@pytest.mark.parametrize("job", ["cogvideox_5b_i2v", "cogvideox15_5b_i2v", "wan22_ti2v_5b", "hunyuan_i2v"])
+def test_plan_prints_each_gpu_stage_on_the_card_the_job_file_names(capsys, monkeypatch, job):
+    from pathlib import Path
+
+    import yaml
+
+    monkeypatch.setattr("i2v_dagster.gpu_plan.current_free_gb", lambda: None)  # as on a machine without a GPU
+    target = yaml.safe_load(Path(f"jobs/{job}.yaml").read_text())["ops"]["script"]["config"]["target_gpu_gb"]
+    assert main(["plan", f"jobs/{job}.yaml"]) == 0
+    out = capsys.readouterr().out.splitlines()
+    assert f"on the {target:g} GB card the spec names" in out[0]
+    stages = [line.split(":")[0].strip() for line in out[1:-1]]
+    assert stages == ["narration", "keyframes", "clips", "scorer"]
+    assert all("est. peak" in line and line.endswith(("fits", ")")) for line in out[1:-1])
+    assert f": {job}: " in out[3] and out[-1] == "all stages fit"
+
+
+def test_plan_of_a_spec_over_the_card_names_the_stage_estimate_and_fix(capsys):
+    over = ["--set", "models.video.quantization=none", "--card-gb", "24"]
+    assert main(["plan", "jobs/wan22_ti2v_5b.yaml", *over]) == 1
+    out = capsys.readouterr().out
+    (clips,) = [line for line in out.splitlines() if line.strip().startswith("clips:")]
+    assert "does NOT fit; fix: set models.video.quantization: auto" in clips
+    assert "est. peak 31.0 GB" in clips and "of 25.0 GB free" in clips
+    assert out.splitlines()[-1] == "1 stage(s) do not fit: see the fix above"
+
+
 def test_doctor_reports_each_part(capsys):
     assert main(["doctor"]) == 0
     out = capsys.readouterr().out

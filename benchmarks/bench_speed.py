@@ -97,27 +97,16 @@ class Result:
     note: str = ""
 
 
-class StepClock:
-    """Synchronised times of each step's first transformer call and of each step's end; stops the
-    pipeline (``_interrupt``) after ``stop_after`` steps."""
+class StepClock(video_bench.Timer):
+    """The adapters benchmark's step timer that also stops the pipeline (``_interrupt``) after
+    ``stop_after`` steps."""
 
     def __init__(self, torch, device: str, stop_after: int) -> None:
-        self.sync = torch.cuda.synchronize if device.startswith("cuda") else (lambda: None)
+        super().__init__(torch, device)
         self.stop_after = stop_after
-        self.starts: list[float] = []
-        self.ends: list[float] = []
-        self._in_step = False
-
-    def pre_hook(self, module, args) -> None:  # noqa: ARG002 - forward pre-hook signature
-        if not self._in_step:
-            self.sync()
-            self.starts.append(time.perf_counter())
-            self._in_step = True
 
     def on_step_end(self, pipe, step: int, timestep, callback_kwargs: dict) -> dict:  # noqa: ARG002
-        self.sync()
-        self.ends.append(time.perf_counter())
-        self._in_step = False
+        self.on_step(None)
         if len(self.ends) >= self.stop_after:
             pipe._interrupt = True
         return callback_kwargs
@@ -129,16 +118,7 @@ class StepClock:
 
 def build_pipeline(torch, name: str, configs: Path, *, device: str, dtype):
     """``name``'s pipeline from ``configs`` with random weights on ``device`` (VAE in fp32 where kept so)."""
-    cls = get_adapter_info(name).cls
-    recipe = tiny_video.RECIPES[name]
-    components = json.loads((configs / "components.json").read_text())["components"]
-    tokenizers = {k: make() for k, make in recipe.tokenizers.items()}
-    modules = {}
-    for module, entry in components.items():
-        cfg = video_bench.fit_to_tokenizers(json.loads((configs / entry["config"]).read_text()), tokenizers)
-        module_dtype = torch.float32 if module == "vae" and cls.vae_fp32 else dtype
-        modules[module] = video_bench.build_module(torch, entry, cfg, device=device, dtype=module_dtype)
-    return tiny_video.assemble_pipeline(name, modules, tokenizers).to(device)
+    return video_bench.build_pipeline(torch, name, configs, device=device, dtype=dtype).to(device)
 
 
 def fresh_transformer(torch, pipe, name: str, configs: Path, *, device: str, dtype):

@@ -110,8 +110,9 @@ def fit_to_tokenizers(cfg: dict, tokenizers: dict) -> dict:
     return cfg
 
 
-def save_real_layout(torch, name: str, configs: Path, folder: Path, *, device: str) -> None:
-    """Build ``name``'s pipeline from ``configs`` with random weights and save it in the repo's layout."""
+def build_pipeline(torch, name: str, configs: Path, *, device: str, dtype):
+    """``name``'s pipeline from ``configs`` with random weights, built on ``device`` in ``dtype`` (the VAE
+    in fp32 where the adapter keeps it so)."""
     cls = get_adapter_info(name).cls
     recipe = tiny_video.RECIPES[name]
     components = json.loads((configs / "components.json").read_text())["components"]
@@ -119,11 +120,16 @@ def save_real_layout(torch, name: str, configs: Path, folder: Path, *, device: s
     modules = {}
     for module, entry in components.items():
         cfg = fit_to_tokenizers(json.loads((configs / entry["config"]).read_text()), tokenizers)
-        dtype = torch.float32 if module == "vae" and cls.vae_fp32 else torch.bfloat16
-        modules[module] = build_module(torch, entry, cfg, device=device, dtype=dtype)
-    pipe = tiny_video.assemble_pipeline(name, modules, tokenizers)
+        module_dtype = torch.float32 if module == "vae" and cls.vae_fp32 else dtype
+        modules[module] = build_module(torch, entry, cfg, device=device, dtype=module_dtype)
+    return tiny_video.assemble_pipeline(name, modules, tokenizers)
+
+
+def save_real_layout(torch, name: str, configs: Path, folder: Path, *, device: str) -> None:
+    """Build ``name``'s pipeline from ``configs`` with random weights and save it in the repo's layout."""
+    pipe = build_pipeline(torch, name, configs, device=device, dtype=torch.bfloat16)
     real_layout.write_pipeline_layout(name, pipe, folder)
-    del pipe, modules
+    del pipe
 
 
 class Timer:

@@ -13,11 +13,8 @@ from __future__ import annotations
 
 import base64
 import io
-import os
 import re
-import shutil
 import time
-from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import quote
@@ -28,18 +25,18 @@ import pytest
 from PIL import Image, ImageSequence
 
 from i2v_dagster_tests.helpers import mock_spec, render, step_failure_message
-from i2v_dagster_tests.ui_server import (
-    CHROMIUM,
-    REPO_ROOT,
+from i2v_dagster_tests.ui_server import (  # noqa: F401  (server, page, shots: fixtures)
+    WAIT_TIMEOUT_MS,
     WebServer,
-    chromium_page,
-    dagster_webserver,
+    fresh_instance,
+    page,
+    require_browser,
     screenshot,
+    server,
+    shots,
 )
 
-if not CHROMIUM.is_file():
-    pytest.skip(f"no Chromium at {CHROMIUM}", allow_module_level=True)
-sync_api = pytest.importorskip("playwright.sync_api", reason="the playwright package is not installed")
+sync_api = require_browser()
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
 
@@ -47,8 +44,6 @@ PARTITION = "uitest"
 CLIP_PARTITION = f"001|{PARTITION}"
 DATA_PNG = "data:image/png;base64,"
 DATA_WEBP = "data:image/webp;base64,"
-NAVIGATION_TIMEOUT_MS = 60_000
-WAIT_TIMEOUT_MS = 30_000
 ANIMATION_WATCH_S = 5.0  # how long the on-screen preview is watched for a second distinct frame
 
 # Decodes the <img>'s own src with the browser's WebCodecs ImageDecoder: frame count, whether the track is
@@ -90,21 +85,14 @@ class Rendered:
 @pytest.fixture(scope="module")
 def rendered(tmp_path_factory) -> Rendered:
     """A mock video rendered into a fresh DAGSTER_HOME that holds the repo's dagster.yaml."""
-    root = tmp_path_factory.mktemp("ui")
-    home, outputs = root / "dagster_home", root / "outputs"
-    home.mkdir()
-    shutil.copy(REPO_ROOT / "dagster.yaml", home / "dagster.yaml")
-    with pytest.MonkeyPatch.context() as mp:
-        mp.setenv("DAGSTER_HOME", str(home))
-        mp.setenv("I2V_OUTPUTS", str(outputs))
-        with dg.DagsterInstance.get() as instance:
-            result = render(instance, mock_spec(PARTITION, outputs, width=320, height=192))
-            assert result.success, step_failure_message(instance, result.run_id)
-            event = instance.get_latest_materialization_event(dg.AssetKey("stitched_video"))
-            clip_records = instance.fetch_materializations(
-                dg.AssetRecordsFilter(asset_key=dg.AssetKey("clip"), asset_partitions=[CLIP_PARTITION]),
-                limit=1,
-            ).records
+    with fresh_instance(tmp_path_factory.mktemp("ui")) as (instance, home, outputs):
+        result = render(instance, mock_spec(PARTITION, outputs, width=320, height=192))
+        assert result.success, step_failure_message(instance, result.run_id)
+        event = instance.get_latest_materialization_event(dg.AssetKey("stitched_video"))
+        clip_records = instance.fetch_materializations(
+            dg.AssetRecordsFilter(asset_key=dg.AssetKey("clip"), asset_partitions=[CLIP_PARTITION]),
+            limit=1,
+        ).records
     assert event is not None and event.run_id == result.run_id
     metadata = event.asset_materialization.metadata
     markdown = {label: metadata[label].value for label in ("contact_sheet", "motion_drift_plot", "preview")}
@@ -119,31 +107,6 @@ def rendered(tmp_path_factory) -> Rendered:
         clip_markdown=clip_markdown,
         clip_run_id=clip_record.run_id,
     )
-
-
-@pytest.fixture(scope="module")
-def server(rendered, tmp_path_factory) -> Iterator[WebServer]:
-    log = tmp_path_factory.mktemp("ui_log") / "dagster-webserver.log"
-    with dagster_webserver(rendered.home, log, env={"I2V_OUTPUTS": str(rendered.outputs)}) as web:
-        yield web
-
-
-@pytest.fixture(scope="module")
-def page(server, tmp_path_factory) -> Iterator[sync_api.Page]:
-    """Chromium on a fresh profile; after `server`, so the render runs before Playwright's event loop."""
-    user_data = tmp_path_factory.mktemp("chromium_profile")
-    with chromium_page(
-        user_data, timeout_ms=WAIT_TIMEOUT_MS, navigation_timeout_ms=NAVIGATION_TIMEOUT_MS
-    ) as browser_page:
-        yield browser_page
-
-
-@pytest.fixture(scope="module")
-def shots(tmp_path_factory) -> Path:
-    folder = os.environ.get("I2V_UI_SCREENSHOTS")
-    path = Path(folder) if folder else tmp_path_factory.mktemp("ui_screenshots")
-    path.mkdir(parents=True, exist_ok=True)
-    return path
 
 
 def _embedded_image(markdown: str, data_prefix: str) -> tuple[str, bytes]:

@@ -21,34 +21,31 @@ from __future__ import annotations
 
 import copy
 import json
-import os
 import re
-import shutil
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import dagster as dg
 import pytest
 import yaml
 
 from i2v_dagster_tests.helpers import mock_spec, render, run_config, step_failure_message
-from i2v_dagster_tests.ui_server import (
-    CHROMIUM,
-    REPO_ROOT,
+from i2v_dagster_tests.ui_server import (  # noqa: F401  (server, page, shots: fixtures)
+    WAIT_TIMEOUT_MS,
     WebServer,
-    chromium_page,
-    dagster_webserver,
+    fresh_instance,
     graphql,
+    page,
+    require_browser,
     run_count,
     screenshot,
+    server,
+    shots,
 )
 
-if not CHROMIUM.is_file():
-    pytest.skip(f"no Chromium at {CHROMIUM}", allow_module_level=True)
-sync_api = pytest.importorskip("playwright.sync_api", reason="the playwright package is not installed")
+sync_api = require_browser()
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
 
@@ -57,8 +54,6 @@ NEW_PARTITION = "fresh-video"
 LOCATION = "i2v_dagster.definitions"
 JOB_PAGE = f"/locations/{LOCATION}/jobs/render_video"
 JOB_LAUNCHPAD = f"{JOB_PAGE}/playground"
-NAVIGATION_TIMEOUT_MS = 60_000
-WAIT_TIMEOUT_MS = 30_000
 REFUSED_WITHIN_S = 2.0
 
 LAUNCH_MUTATION = """
@@ -82,44 +77,12 @@ class Rendered:
 @pytest.fixture(scope="module")
 def rendered(tmp_path_factory) -> Rendered:
     """A mock video rendered into a fresh DAGSTER_HOME that holds the repo's dagster.yaml."""
-    root = tmp_path_factory.mktemp("ui_launch")
-    home, outputs = root / "dagster_home", root / "outputs"
-    home.mkdir()
-    shutil.copy(REPO_ROOT / "dagster.yaml", home / "dagster.yaml")
-    spec = mock_spec(PARTITION, outputs, seed=4242)
-    with pytest.MonkeyPatch.context() as mp:
-        mp.setenv("DAGSTER_HOME", str(home))
-        mp.setenv("I2V_OUTPUTS", str(outputs))
-        with dg.DagsterInstance.get() as instance:
-            result = render(instance, spec)
-            assert result.success, step_failure_message(instance, result.run_id)
+    with fresh_instance(tmp_path_factory.mktemp("ui_launch")) as (instance, home, outputs):
+        spec = mock_spec(PARTITION, outputs, seed=4242)
+        result = render(instance, spec)
+        assert result.success, step_failure_message(instance, result.run_id)
     stored = json.loads((outputs / PARTITION / "spec.json").read_text(encoding="utf-8"))
     return Rendered(home=home, outputs=outputs, run_id=result.run_id, spec=spec, stored=stored)
-
-
-@pytest.fixture(scope="module")
-def server(rendered, tmp_path_factory) -> Iterator[WebServer]:
-    log = tmp_path_factory.mktemp("ui_launch_log") / "dagster-webserver.log"
-    with dagster_webserver(rendered.home, log, env={"I2V_OUTPUTS": str(rendered.outputs)}) as web:
-        yield web
-
-
-@pytest.fixture(scope="module")
-def page(server, tmp_path_factory) -> Iterator[sync_api.Page]:
-    """Chromium on a fresh profile; after `server`, so the render runs before Playwright's event loop."""
-    user_data = tmp_path_factory.mktemp("chromium_profile")
-    with chromium_page(
-        user_data, timeout_ms=WAIT_TIMEOUT_MS, navigation_timeout_ms=NAVIGATION_TIMEOUT_MS
-    ) as browser_page:
-        yield browser_page
-
-
-@pytest.fixture(scope="module")
-def shots(tmp_path_factory) -> Path:
-    folder = os.environ.get("I2V_UI_SCREENSHOTS")
-    path = Path(folder) if folder else tmp_path_factory.mktemp("ui_screenshots")
-    path.mkdir(parents=True, exist_ok=True)
-    return path
 
 
 # --- the Launchpad ---------------------------------------------------------------------------------------

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import signal
 import socket
 import subprocess
@@ -17,6 +18,8 @@ from contextlib import contextmanager, suppress
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+
+import pytest
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 
@@ -212,4 +215,62 @@ def screenshot(target: Any, path: Path, **options: Any) -> Path:
     with ``pytest -s``)."""
     target.screenshot(path=str(path), **options)
     print(f"screenshot: {path}")
+    return path
+
+
+# --- what both browser test modules share ----------------------------------------------------------------
+
+NAVIGATION_TIMEOUT_MS = 60_000
+WAIT_TIMEOUT_MS = 30_000
+
+
+def require_browser() -> Any:
+    """Skips the calling test module where Chromium or Playwright is missing; else Playwright's
+    ``sync_api``."""
+    if not CHROMIUM.is_file():
+        pytest.skip(f"no Chromium at {CHROMIUM}", allow_module_level=True)
+    return pytest.importorskip("playwright.sync_api", reason="the playwright package is not installed")
+
+
+@contextmanager
+def fresh_instance(root: Path) -> Iterator[tuple[Any, Path, Path]]:
+    """A Dagster instance in a new DAGSTER_HOME under ``root`` holding the repo's dagster.yaml, with
+    ``I2V_OUTPUTS`` set to ``root/outputs``: ``(instance, home, outputs)``."""
+    import dagster as dg
+
+    home, outputs = root / "dagster_home", root / "outputs"
+    home.mkdir()
+    shutil.copy(REPO_ROOT / "dagster.yaml", home / "dagster.yaml")
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("DAGSTER_HOME", str(home))
+        mp.setenv("I2V_OUTPUTS", str(outputs))
+        with dg.DagsterInstance.get() as instance:
+            yield instance, home, outputs
+
+
+@pytest.fixture(scope="module")
+def server(rendered, tmp_path_factory) -> Iterator[WebServer]:
+    """`dagster-webserver` on the module's ``rendered`` instance (its ``home`` and ``outputs``); the test
+    modules import this fixture and ``page`` and ``shots`` by name and define their own ``rendered``."""
+    log = tmp_path_factory.mktemp("ui_log") / "dagster-webserver.log"
+    with dagster_webserver(rendered.home, log, env={"I2V_OUTPUTS": str(rendered.outputs)}) as web:
+        yield web
+
+
+@pytest.fixture(scope="module")
+def page(server, tmp_path_factory) -> Iterator[Any]:
+    """Chromium on a fresh profile; after `server`, so the render runs before Playwright's event loop."""
+    user_data = tmp_path_factory.mktemp("chromium_profile")
+    with chromium_page(
+        user_data, timeout_ms=WAIT_TIMEOUT_MS, navigation_timeout_ms=NAVIGATION_TIMEOUT_MS
+    ) as browser_page:
+        yield browser_page
+
+
+@pytest.fixture(scope="module")
+def shots(tmp_path_factory) -> Path:
+    """The screenshots' folder: ``$I2V_UI_SCREENSHOTS`` or a temporary one."""
+    folder = os.environ.get("I2V_UI_SCREENSHOTS")
+    path = Path(folder) if folder else tmp_path_factory.mktemp("ui_screenshots")
+    path.mkdir(parents=True, exist_ok=True)
     return path

@@ -29,7 +29,7 @@ from i2v_dagster.models.base import AdapterSettings, ClipRequest  # noqa: E402
 from i2v_dagster.models.registry import build_adapter, get_adapter_info  # noqa: E402
 from i2v_dagster.models.speed import Card, check_quantization, plan_speed  # noqa: E402
 from i2v_dagster_tests.models.contract import assert_unload_releases  # noqa: E402
-from i2v_dagster_tests.models.tiny_video import TINY_SIZES, save_tiny_pipeline  # noqa: E402
+from i2v_dagster_tests.models.tiny_video import TINY_SIZES, saved_pipelines  # noqa: E402
 
 pytestmark = [pytest.mark.models, pytest.mark.usefixtures("one_torch_thread")]
 
@@ -323,14 +323,7 @@ def test_the_speed_choices_are_logged_and_described(fake_load, caplog):
 
 @pytest.fixture(scope="module")
 def tiny_folder(tmp_path_factory):
-    saved: dict[str, str] = {}
-
-    def get(name: str) -> str:
-        if name not in saved:
-            saved[name] = str(save_tiny_pipeline(name, tmp_path_factory.mktemp(name)))
-        return saved[name]
-
-    return get
+    return saved_pipelines(tmp_path_factory)
 
 
 def _request(name: str, seed: int = 1) -> ClipRequest:

@@ -18,7 +18,11 @@ from i2v_dagster.models.base import AdapterSettings, ClipRequest  # noqa: E402
 from i2v_dagster.models.registry import build_adapter, get_adapter_info  # noqa: E402
 from i2v_dagster.models.video_diffusers import to_uint8_frames  # noqa: E402
 from i2v_dagster_tests.models.contract import assert_unload_releases  # noqa: E402
-from i2v_dagster_tests.models.tiny_video import TINY_SIZES, build_tiny_pipeline, save_tiny_pipeline  # noqa: E402
+from i2v_dagster_tests.models.tiny_video import (  # noqa: E402
+    TINY_SIZES,
+    build_tiny_pipeline,
+    saved_pipelines,
+)
 
 pytestmark = pytest.mark.models
 
@@ -38,14 +42,7 @@ GENERATED = {"cogvideox_5b_i2v": 49, "cogvideox15_5b_i2v": 81, "wan22_ti2v_5b": 
 
 @pytest.fixture(scope="module")
 def tiny_folder(tmp_path_factory):
-    saved: dict[str, str] = {}
-
-    def get(name: str) -> str:
-        if name not in saved:
-            saved[name] = str(save_tiny_pipeline(name, tmp_path_factory.mktemp(name)))
-        return saved[name]
-
-    return get
+    return saved_pipelines(tmp_path_factory)
 
 
 @pytest.fixture(scope="module")

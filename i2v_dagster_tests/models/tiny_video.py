@@ -414,3 +414,15 @@ def write_tiny_configs(root: str | Path) -> Path:
             json.dumps({"pipeline": recipe.pipeline, "components": components}, indent=2)
         )
     return root
+
+
+def saved_pipelines(tmp_path_factory) -> Callable[[str], str]:
+    """``get(name)``: the folder of ``name``'s tiny pipeline, saved once under ``tmp_path_factory``."""
+    saved: dict[str, str] = {}
+
+    def get(name: str) -> str:
+        if name not in saved:
+            saved[name] = str(save_tiny_pipeline(name, tmp_path_factory.mktemp(name)))
+        return saved[name]
+
+    return get

@@ -1,4 +1,4 @@
-"""`i2v`: what Dagster does not do. `validate`, `doctor`, `adapters`, `home`, `run`, `import`.
+"""`i2v`: what Dagster does not do. `validate`, `plan`, `doctor`, `adapters`, `home`, `run`, `import`.
 
 i2v validate jobs/example_mock.yaml --set seed=7 --set fps=12
 i2v doctor

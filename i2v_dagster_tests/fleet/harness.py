@@ -84,7 +84,7 @@ def postgres_storage(env: Mapping[str, str]) -> dict[str, Any]:
     db = dict(config["storage"]["postgres"]["postgres_db"])
     for key, value in db.items():
         if isinstance(value, dict) and "env" in value:
-            db[key] = env[value["env"]]
+            db[key] = int(env[value["env"]]) if key == "port" else env[value["env"]]
     return {"postgres": {"postgres_db": db}}
 
 
@@ -102,6 +102,8 @@ def run_env(home: Path, env: Mapping[str, str], **extra: str) -> dict[str, str]:
         "DAGSTER_HOME": str(home),
         "PYTHONPATH": str(ROOT),
         "HF_HUB_OFFLINE": "1",
+        # dagster-celery starts `celery` by name: the virtual environment's bin first, as once activated
+        "PATH": f"{BIN}{os.pathsep}{os.environ.get('PATH', '')}",
         **extra,
     }
 

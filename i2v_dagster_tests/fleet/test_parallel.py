@@ -79,6 +79,11 @@ def test_keyframe_scenes_run_as_parallel_gpu_steps_and_match_the_sequential_vide
     assert sorted(i.step for i in scenes) == [f"scene_clips.make_scene[scene_{s:03d}]" for s in range(4)]
     assert max_overlap(scenes) == 2, "\n".join(overlap_excerpt(scenes))  # the `gpu` pool's limit, reached
     assert len({i.pid for i in scenes}) == 4  # each scene in its own process
+    # the run is tagged with the process that runs it, not a step's (gone when the step ends: the dead-run
+    # reaper would fail the run)
+    start = instance.get_records_for_run(parallel.run_id, of_type=dg.DagsterEventType.RUN_START).records[0]
+    pid = instance.get_run_by_id(parallel.run_id).tags["i2v/pid"]
+    assert pid == str(start.event_log_entry.dagster_event.pid) and int(pid) not in {i.pid for i in steps}
 
     seq_final = read_frames(tmp_path / "seq" / "four" / "final" / "four.mp4")
     par_final = read_frames(tmp_path / "par" / "four" / "final" / "four.mp4")

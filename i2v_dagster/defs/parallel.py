@@ -18,10 +18,14 @@ which deployment):
 - ``multiprocess`` (default): one process per step on the run's host; the `gpu` pool limits how many scene
   steps run at once. With ``I2V_GPU_DEVICES=0,1`` each GPU step takes a free device of that list (a lock
   per device, held while the step runs) and sees only that one (``CUDA_VISIBLE_DEVICES``).
-- ``celery``: dagster-celery's executor; step tasks go to the Celery workers (one per GPU, queue ``gpu``),
-  and the run itself to the ``coordinator`` queue, so that a run waiting for its steps holds no GPU worker.
+  Under dagster-celery's run launcher the run is a Celery task: its worker must use ``--pool solo`` (a
+  prefork pool process may not start processes) and see the host's GPUs (deploy/README.md, "one video on
+  the GPUs of one host").
 - ``k8s``: dagster-k8s's executor; each step is a pod, GPU requests per op in the run config
-  (``deploy/k8s/parallel-run-config.yaml``).
+  (``deploy/k8s/parallel-run-config.yaml``): one video's scenes on GPUs of several nodes.
+
+(dagster-celery's executor is not offered: under its own run launcher the run is a Celery task, and Celery
+refuses to wait for the step tasks from inside a task.)
 
 (No `from __future__ import annotations` in asset/op modules: Dagster resolves resource parameters from
 real annotations.)
@@ -58,11 +62,9 @@ from i2v_dagster.render import ClipMaker
 
 JOB_NAME = "render_video_parallel"
 EXECUTOR_ENV = "I2V_PARALLEL_EXECUTOR"
-EXECUTORS = ("multiprocess", "celery", "k8s")
+EXECUTORS = ("multiprocess", "k8s")
 GPU_DEVICES_ENV = "I2V_GPU_DEVICES"
 GPU_LOCK_DIR_ENV = "I2V_GPU_LOCK_DIR"
-CELERY_STEP_QUEUE = "gpu"
-CELERY_COORDINATOR_QUEUE = "coordinator"
 CHAIN_GROUP = "chain"
 """The one group of a ``last_frame`` video: every clip, in order, in one step."""
 
@@ -278,19 +280,9 @@ def parallel_executor(name: str | None = None) -> dg.ExecutorDefinition:
     name = name or os.environ.get(EXECUTOR_ENV) or "multiprocess"
     if name == "multiprocess":
         return forkserver_executor()
-    from i2v_dagster.extras import require_extra
-
-    if name == "celery":
-        celery = require_extra("dagster_celery", f"{EXECUTOR_ENV}=celery", extra="fleet")
-        return celery.celery_executor.configured(
-            {
-                "broker": {"env": "I2V_CELERY_BROKER"},
-                "backend": {"env": "I2V_CELERY_BACKEND"},
-                "config_source": {"task_default_queue": CELERY_STEP_QUEUE},
-            },
-            name="celery",
-        )
     if name == "k8s":
+        from i2v_dagster.extras import require_extra
+
         return require_extra("dagster_k8s", f"{EXECUTOR_ENV}=k8s", extra="fleet").k8s_job_executor
     raise SpecError(f"{EXECUTOR_ENV}: {name!r} is not one of {', '.join(EXECUTORS)}")
 
@@ -304,10 +296,6 @@ def render_video_parallel(resources: dict[str, Any], executor_name: str | None =
     from i2v_dagster.defs.stitch import stitched_checks, stitched_video
     from i2v_dagster.defs.story import keyframes, narration, script
 
-    executor = parallel_executor(executor_name)
-    tags = {"dagster/max_runtime": str(DEFAULT_MAX_RUNTIME_S)}
-    if executor.name == "celery":  # the run waits for its steps on a CPU worker, not on a GPU worker
-        tags["dagster-celery/queue"] = CELERY_COORDINATOR_QUEUE
     job = dg.define_asset_job(
         JOB_NAME,
         selection=dg.AssetSelection.assets(
@@ -315,8 +303,8 @@ def render_video_parallel(resources: dict[str, Any], executor_name: str | None =
         ),
         partitions_def=VIDEOS,
         config=dg.PartitionedConfig(partitions_def=VIDEOS, run_config_for_partition_key_fn=launchpad_config),
-        executor_def=executor,
-        tags=tags,
+        executor_def=parallel_executor(executor_name),
+        tags={"dagster/max_runtime": str(DEFAULT_MAX_RUNTIME_S)},
         description="Render one video with each scene's clips in its own GPU step (keyframe mode; a "
         "last_frame video is one chain in one step): script -> bundle.",
     )

@@ -145,13 +145,27 @@ class Processes:
     def daemon(self, env: Mapping[str, str]) -> Started:
         return self.start("daemon", [str(BIN / "dagster-daemon"), "run", "-w", "workspace.yaml"], env)
 
-    def celery_worker(self, name: str, device: str, env: Mapping[str, str], queues: Iterable[str]) -> Started:
+    def celery_worker(
+        self,
+        name: str,
+        devices: str,
+        env: Mapping[str, str],
+        queues: Iterable[str],
+        *,
+        host_worker: bool = False,
+    ) -> Started:
+        """``dagster-celery worker start`` as deploy/README.md starts one: a GPU worker (prefork, concurrency
+        1, one device), or with ``host_worker`` a worker that runs render_video_parallel on every device
+        it is given (``--pool solo``: the run's step processes are its children; I2V_GPU_DEVICES set)."""
         command = [str(BIN / "dagster-celery"), "worker", "start", "-A", "dagster_celery.app"]
         command += ["-y", str(ROOT / "deploy" / "fleet" / "celery.yaml"), "-n", name]
         for queue in queues:
             command += ["-q", queue]
-        command += ["--", "--concurrency", "1"]
-        return self.start(name, command, {**env, "CUDA_VISIBLE_DEVICES": device})
+        command += ["--", "--pool", "solo"] if host_worker else ["--", "--concurrency", "1"]
+        extra = {"CUDA_VISIBLE_DEVICES": devices}
+        if host_worker:
+            extra |= {"I2V_GPU_DEVICES": devices, "I2V_GPU_LOCK_DIR": str(self.folder)}
+        return self.start(name, command, {**env, **extra})
 
     def session_of(self, pid: int) -> Started | None:
         """Which started process a (descendant) process belongs to."""

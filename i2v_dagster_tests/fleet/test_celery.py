@@ -61,3 +61,40 @@ def test_two_celery_workers_split_the_runs_one_at_a_time(services, tmp_path, mon
         spans = sorted((r.start_time, r.end_time) for r in runs)
         assert all(a[1] <= b[0] for a, b in zip(spans, spans[1:], strict=False)), (name, spans)
     assert max_overlap(steps) >= 2  # the two workers did run at once
+
+
+def test_a_host_worker_spreads_one_videos_scenes_over_its_gpus(services, tmp_path, monkeypatch):
+    """render_video_parallel submitted to the queue of a worker that sees two GPUs: its scene steps run two
+    at a time, each on a device of its own."""
+    from i2v_dagster_tests.fleet.test_parallel import FOUR
+    from i2v_dagster_tests.helpers import mock_spec, step_failure_message
+
+    env = services.new_database(f"host_{uuid.uuid4().hex[:8]}")
+    home = dagster_home(tmp_path / "home", "fleet")
+    envs = run_env(home, env, I2V_SHARED_DAGSTER=str(tmp_path / "shared"))
+    for key, value in envs.items():
+        if key.startswith("I2V_"):
+            monkeypatch.setenv(key, value)
+    dagster_cli(envs, "instance", "concurrency", "set", "gpu", "2")
+    spec = mock_spec("hosted", tmp_path / "out", scenes=FOUR, chain_mode="keyframe", max_clip_frames=26)
+    spec["models"] = {"video": {"adapter": "mock_video", "options": {"steps": 4, "seconds_per_step": 0.3}}}
+    run_id = submit(envs, write_spec(tmp_path, spec), "--parallel", "--queue", "gpu-host")
+    with dg.DagsterInstance.from_config(str(home)) as instance, Processes(tmp_path) as processes:
+        processes.celery_worker("host0", "0,1", envs, ["gpu-host"], host_worker=True)
+        processes.daemon(envs)
+        records = wait_for_runs(instance, [run_id], timeout_s=420, processes=processes)
+        assert records[run_id].dagster_run.status == dg.DagsterRunStatus.SUCCESS, step_failure_message(
+            instance, run_id
+        )
+        scenes = [i for i in step_intervals(instance, [run_id]) if i.op == "make_scene"]
+        claims = {
+            r.event_log_entry.step_key: r.event_log_entry.user_message
+            for r in instance.get_records_for_run(run_id).records
+            if "of I2V_GPU_DEVICES=0,1" in r.event_log_entry.user_message
+        }
+    assert len(scenes) == 4 and max_overlap(scenes) == 2
+    assert sorted(claims) == sorted(i.step for i in scenes)
+    for a in scenes:  # two scenes at once never on the same device
+        for b in scenes:
+            if a is not b and a.start < b.end and b.start < a.end:
+                assert claims[a.step].split()[1] != claims[b.step].split()[1], claims

@@ -57,25 +57,12 @@ def test_scene_groups_by_chain_mode():
 
 def test_executor_choice_is_checked(monkeypatch):
     pytest.importorskip("dagster_k8s", reason="the [fleet] extra is not installed")
-    pytest.importorskip("dagster_celery", reason="the [fleet] extra is not installed")
     from i2v_dagster.defs.parallel import parallel_executor
 
-    assert parallel_executor("celery").name == "celery"
     assert parallel_executor("k8s").name == "k8s"
-    with pytest.raises(
-        I2VError, match="I2V_PARALLEL_EXECUTOR: 'dask' is not one of multiprocess, celery, k8s"
-    ):
-        parallel_executor("dask")
-
-
-def test_celery_runs_of_the_parallel_job_wait_on_the_coordinator_queue():
-    pytest.importorskip("dagster_celery", reason="the [fleet] extra is not installed")
-    from i2v_dagster.definitions import resources
-    from i2v_dagster.defs.parallel import render_video_parallel
-
-    job = render_video_parallel(resources, executor_name="celery")
-    assert job.tags["dagster-celery/queue"] == "coordinator"
-    assert "dagster-celery/queue" not in render_video_parallel(resources, executor_name="multiprocess").tags
+    assert parallel_executor(None).name == "multiprocess"
+    with pytest.raises(I2VError, match="I2V_PARALLEL_EXECUTOR: 'celery' is not one of multiprocess, k8s"):
+        parallel_executor("celery")
 
 
 def test_gpu_claims_give_each_step_its_own_device(monkeypatch, tmp_path):

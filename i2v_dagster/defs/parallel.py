@@ -94,7 +94,10 @@ def plan_scenes(context: dg.OpExecutionContext, outputs: OutputsResource):
     state = load_video(context, outputs, context.partition_key)
     plans = state.timeline().clips
     ensure_clip_ids(context.instance, len(plans))
-    groups = scene_groups(state.spec.chain_mode, plans)
+    try:
+        groups = scene_groups(state.spec.chain_mode, plans)
+    except SpecError as exc:
+        raise dg.Failure(description=f"video {state.name!r}: {exc}", allow_retries=False) from None
     if list(groups) == [CHAIN_GROUP]:
         context.log.info(
             "chain mode %s: each clip continues the one before it, so the %d clips are one sequential chain "
@@ -187,7 +190,7 @@ def make_scene(
     return {"clips": [p.key for p in plans], "reused": reused, "made": budget.made, "spent_s": budget.spent_s}
 
 
-@dg.op(description="Record the whole chain: the `clips` materialization and its checks.")
+@dg.op(description="Record the whole chain: the `clips` materialization (its checks are their own step).")
 def collect_clips(context: dg.OpExecutionContext, outputs: OutputsResource, scenes: list) -> dg.Output[None]:
     state = load_video(context, outputs, context.partition_key)
     plans = state.timeline().clips

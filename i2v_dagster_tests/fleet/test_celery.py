@@ -56,6 +56,14 @@ def test_two_celery_workers_split_the_runs_one_at_a_time(services, tmp_path, mon
             assert worker in workers, (pid, processes.logs())
             assert environ_of(pid)["CUDA_VISIBLE_DEVICES"] == worker.name[3]  # the worker's own GPU
             by_worker[worker.name].append(record)
+    for name, runs in by_worker.items():  # shown with `pytest -s`
+        spans = ", ".join(
+            f"{r.dagster_run.run_id[:8]} pid {r.dagster_run.tags['i2v/pid']} "
+            f"{r.start_time - min(x.start_time for x in records.values()):.1f}-"
+            f"{r.end_time - min(x.start_time for x in records.values()):.1f} s"
+            for r in sorted(runs, key=lambda r: r.start_time)
+        )
+        print(f"worker {name} (CUDA_VISIBLE_DEVICES={name[3]}): {len(runs)} runs: {spans}")
     assert all(by_worker.values()), {k: len(v) for k, v in by_worker.items()}  # both took runs
     for name, runs in by_worker.items():  # one run at a time per worker: the runs' spans never overlap
         spans = sorted((r.start_time, r.end_time) for r in runs)

@@ -1,8 +1,10 @@
-"""`i2v`: what Dagster does not do. `validate`, `plan`, `doctor`, `adapters`, `home`, `run`, `import`.
+"""`i2v`: what Dagster does not do. `validate`, `plan`, `doctor`, `adapters`, `home`, `run`, `submit`,
+`import`.
 
 i2v validate jobs/example_mock.yaml --set seed=7 --set fps=12
 i2v doctor
 i2v run jobs/example_mock.yaml          # render_video in this process, project-local DAGSTER_HOME
+i2v submit jobs/example_mock.yaml       # on the instance's run queue (`dagster job launch`)
 i2v import scaffold_job.yaml            # a seed-scaffold job spec -> jobs/<name>.yaml
 """
 
@@ -319,6 +321,68 @@ def cmd_run(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_submit(args: argparse.Namespace) -> int:
+    """Put a video on the instance's run queue with `dagster job launch` (the daemon starts it), instead of
+    rendering it in this process. Everything is checked before anything is written."""
+    import subprocess
+    import uuid
+
+    from i2v_dagster.deploy import load_tags, read_yaml
+    from i2v_dagster.errors import SpecError
+    from i2v_dagster.specfile import load_spec
+
+    spec = load_spec(args.spec, args.set)
+    dry_run = dry_run_lines(spec)
+    workspace = Path(args.workspace).resolve()
+    if not workspace.is_file():
+        raise SpecError(f"--workspace: {workspace} not found")
+    tags = {"dagster/partition": spec.name}
+    if args.queue:
+        tags["dagster-celery/queue"] = args.queue
+    for source in args.tags:
+        tags.update(load_tags(source))
+    run_config: dict = {}
+    for source in args.config:
+        extra = read_yaml(Path(source))
+        if not isinstance(extra, dict) or "ops" in extra:
+            raise SpecError(f"--config {source}: expected run config without `ops` (e.g. `execution:`)")
+        run_config.update(extra)
+    run_config["ops"] = {"script": {"config": spec.model_dump(mode="json")}}
+    job = "render_video_parallel" if args.parallel else "render_video"
+
+    home = ensure_dagster_home()
+    import dagster as dg
+
+    from i2v_dagster.defs.partitions import VIDEOS
+
+    with dg.DagsterInstance.get() as instance:
+        coordinator = type(instance.run_coordinator).__name__
+        if not instance.has_dynamic_partition(VIDEOS.name, spec.name):
+            instance.add_dynamic_partitions(VIDEOS.name, [spec.name])
+    for line in dry_run:
+        print(line)
+    if coordinator != "QueuedRunCoordinator":
+        print(
+            f"note: {home}/dagster.yaml has no run queue ({coordinator}): the run starts at once in its own "
+            "process; deploy/README.md sets up the queue"
+        )
+    if args.parallel and spec.chain_mode != "keyframe":
+        print(f"note: chain mode {spec.chain_mode}: the clips are one chain, made in one step")
+    run_id = str(uuid.uuid4())
+    command = [sys.executable, "-m", "dagster", "job", "launch", "-w", str(workspace), "-j", job]
+    command += ["--config-json", json.dumps(run_config), "--tags", json.dumps(tags), "--run-id", run_id]
+    done = subprocess.run(command, cwd=workspace.parent, capture_output=True, text=True)
+    if done.returncode != 0:
+        tail = "\n".join(done.stderr.strip().splitlines()[-15:])
+        print(f"error: dagster job launch failed (exit {done.returncode}):\n{tail}", file=sys.stderr)
+        return done.returncode
+    with dg.DagsterInstance.get() as instance:
+        run = instance.get_run_by_id(run_id)
+    status = run.status.value if run is not None else "not found"
+    print(f"submitted run {run_id} ({job}, video {spec.name!r}): {status} (DAGSTER_HOME={home})")
+    return 0
+
+
 def cmd_import(args: argparse.Namespace) -> int:
     """A seed-scaffold job spec -> this project's job file (run config), with a note per scaffold key."""
     from i2v_dagster.errors import SpecError
@@ -381,6 +445,31 @@ def build_parser() -> argparse.ArgumentParser:
         help="a live progress bar (auto: when the output is a terminal)",
     )
     p.set_defaults(func=cmd_run)
+    p = sub.add_parser("submit", help="put a video on the instance's run queue (the daemon renders it)")
+    p.add_argument("spec")
+    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE")
+    p.add_argument(
+        "--parallel", action="store_true", help="render_video_parallel: each scene in its own GPU step"
+    )
+    p.add_argument("--queue", help="Celery queue for the run (dagster-celery/queue tag), e.g. gpu-80g")
+    p.add_argument(
+        "--tags",
+        action="append",
+        default=[],
+        metavar="FILE[:NAME]",
+        help="run tags from a file (or one named set of it), e.g. deploy/k8s/run-tags.yaml:gpu-80g",
+    )
+    p.add_argument(
+        "--config",
+        action="append",
+        default=[],
+        metavar="FILE",
+        help="more run config (e.g. deploy/k8s/parallel-run-config.yaml's `execution`)",
+    )
+    p.add_argument(
+        "--workspace", default=str(PROJECT_ROOT / "workspace.yaml"), help="the daemon's workspace file"
+    )
+    p.set_defaults(func=cmd_submit)
     p = sub.add_parser("import", help="convert a seed-scaffold job spec (job_name, shots, model.id)")
     p.add_argument("spec")
     p.add_argument("--out", help="job file to write (default: jobs/<name>.yaml)")

@@ -26,8 +26,11 @@ LIVE_STATUSES = (dg.DagsterRunStatus.STARTED, dg.DagsterRunStatus.STARTING, dg.D
 
 
 def claim_run(instance: dg.DagsterInstance, run_id: str) -> None:
-    """Tag the run with this host and process."""
-    instance.add_run_tags(run_id, {HOST_TAG: socket.gethostname(), PID_TAG: str(os.getpid())})
+    """Tag the run with this host and the process that runs it: the one that logged its RUN_START (under the
+    multiprocess executor each step's process is a short-lived child of it), else this one."""
+    starts = instance.get_records_for_run(run_id, of_type=dg.DagsterEventType.RUN_START, limit=1).records
+    pid = starts[0].event_log_entry.dagster_event.pid if starts else None
+    instance.add_run_tags(run_id, {HOST_TAG: socket.gethostname(), PID_TAG: str(pid or os.getpid())})
 
 
 def reap_dead_runs(

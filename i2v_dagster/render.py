@@ -139,6 +139,10 @@ def attempt_seed(seed: int, attempt: int) -> int:
     return seed if attempt == 1 else derive_seed(seed, f"attempt:{attempt}")
 
 
+class _SourceChanged(Exception):
+    """A clip being copied for reuse no longer matches its record."""
+
+
 class ClipMaker:
     """Makes (or reuses) the clips of one video, in order."""
 
@@ -199,9 +203,16 @@ class ClipMaker:
             return None
         sources = (paths.clip(index), paths.clip_first(index), paths.clip_last(index))
         targets = (paths.clip(plan.index), paths.clip_first(plan.index), paths.clip_last(plan.index))
-        for source, target in zip(sources, targets, strict=True):
-            with atomic_path(target) as tmp:
-                shutil.copyfile(source, tmp)
+        expected = record.get("files") or {}
+        try:
+            for source, target in zip(sources, targets, strict=True):
+                with atomic_path(target) as tmp:
+                    shutil.copyfile(source, tmp)
+                    # the copy must be the file the source record describes (another step may rewrite it)
+                    if sha256_file(tmp) != expected.get(paths.rel(source)):
+                        raise _SourceChanged(source)
+        except _SourceChanged:
+            return None
         preview = paths.clip_preview(plan.index)
         if paths.clip_preview(index).is_file():
             with atomic_path(preview) as tmp:
@@ -213,7 +224,9 @@ class ClipMaker:
             "first_frame": paths.rel(targets[1]),
             "last_frame": paths.rel(targets[2]),
             "preview": paths.rel(preview),
-            "files": file_hashes(paths.root, targets),
+            "files": {
+                paths.rel(t): expected[paths.rel(src)] for src, t in zip(sources, targets, strict=True)
+            },
             "copied_from": record["clip"],
         }
         write_json_atomic(paths.clip_record(plan.index), moved)

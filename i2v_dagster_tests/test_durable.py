@@ -183,3 +183,42 @@ def test_kill_9_mid_clip_then_rerun_resumes_and_is_not_blocked(tmp_path):
     assert manifest["run"]["status"] == "STARTED"  # exported while the run is still going
     frames = np.asarray(final)
     assert frames.shape[1:3] == (96, 160)
+
+
+def test_a_clip_copied_from_another_index_must_match_that_clips_record(instance, tmp_path, monkeypatch):
+    """Reuse across indices copies the stored clip; a source rewritten between the check and the copy is not
+    taken (the target stays as it was), and an intact one is copied with the source record's hashes."""
+    import dataclasses
+
+    from i2v_dagster import render as render_module
+    from i2v_dagster.render import ClipMaker
+    from i2v_dagster.state import VideoState
+
+    spec = six_clips("copy", tmp_path, chain_mode="keyframe")
+    assert render(instance, spec).success
+    clips = tmp_path / "copy" / "clips"
+    maker = ClipMaker(VideoState.load(tmp_path / "copy", "copy"))
+    timeline = maker.state.timeline()
+    first = maker.prepare(timeline.clips[0])
+    # clip 001 asked for with clip 000's key: only clip 000's stored files can serve it
+    wanted = dataclasses.replace(first, plan=timeline.clips[1])
+    before = (clips / "clip_001.mp4").read_bytes()
+
+    real_copy = render_module.shutil.copyfile
+
+    def rewritten_meanwhile(source, target):
+        real_copy(source, target)
+        with open(target, "ab") as out:
+            out.write(b"rewritten by another step")
+
+    monkeypatch.setattr(render_module.shutil, "copyfile", rewritten_meanwhile)
+    assert maker.reuse(wanted) is None
+    assert (clips / "clip_001.mp4").read_bytes() == before
+    monkeypatch.setattr(render_module.shutil, "copyfile", real_copy)
+
+    made = maker.reuse(wanted)
+    assert made is not None and made.reused and made.record["copied_from"] == "000"
+    assert (clips / "clip_001.mp4").read_bytes() == (clips / "clip_000.mp4").read_bytes()
+    source = json.loads((clips / "clip_000.json").read_text())["files"]
+    assert made.record["files"]["clips/clip_001.mp4"] == source["clips/clip_000.mp4"]
+    assert json.loads((clips / "clip_001.json").read_text())["copied_from"] == "000"

@@ -156,7 +156,7 @@ def step_logger(context: dg.AssetExecutionContext, progress: Progress, video: st
     return on_step
 
 
-def clip_events(state: VideoState, made: MadeClip) -> list:
+def clip_events(state: VideoState, made: MadeClip, *, step: str = "clips") -> list:
     """The `clip` partition's materialization (its content key as data version) and its check results."""
     partition = clip_key(state.name, made.plan.index)
     events: list = [
@@ -164,7 +164,7 @@ def clip_events(state: VideoState, made: MadeClip) -> list:
             asset_key="clip",
             partition=partition,
             metadata=clip_metadata(state, made.record, reused=made.reused),
-            description=f"clip {made.plan.key} of {state.name}, made by the clips step"
+            description=f"clip {made.plan.key} of {state.name}, made by the {step} step"
             + (" (reused)" if made.reused else ""),
             tags={DATA_VERSION_TAG: made.record["content_key"]},
         )
@@ -194,6 +194,60 @@ def remove_stale_clips(context, state: VideoState, planned: int, stale_keys: lis
     unregister_clips(context.instance, stale_keys)
 
 
+def make_clips(
+    context,
+    state: VideoState,
+    plans: list[ClipPlan],
+    maker: ClipMaker,
+    model,
+    progress: Progress,
+    budget: Budget,
+    *,
+    step: str = "clips",
+) -> tuple[list[dict], list[str]]:
+    """Make (or reuse) ``plans`` in order with ``model`` (a lazy handle: loaded at the first clip made),
+    logging each clip's `clip` materialization and checks and a progress line; returns the clips' records
+    and the ids of those reused."""
+    records: list[dict] = []
+    reused: list[str] = []
+    for plan in plans:
+        prepared = maker.prepare(plan)
+        made = maker.reuse(prepared)
+        if made is not None:
+            progress.skip_clip()
+            reused.append(plan.key)
+            context.log.info("reused clip %s (key %s)", plan.key, prepared.key[:12])
+        else:
+            progress.start_clip()
+            clip_started = time.monotonic()
+            made = make_one(maker, model.get(), prepared, budget_left_s=budget.left_for_next())
+            budget.add(time.monotonic() - clip_started)
+            progress.end_clip()
+            context.log.info(
+                progress.clip_line(
+                    plan.index,
+                    f"done: {made.record['frames']} frames, {made.record['steps']} steps, "
+                    f"attempt {len(made.record['attempts'])}, generated in "
+                    f"{made.record['seconds_generate']:.2f} s, encoded and checked in "
+                    f"{made.record['seconds_write']:.2f} s",
+                )
+            )
+        records.append(made.record)
+        for event in clip_events(state, made, step=step):
+            context.log_event(event)
+        notify(
+            ProgressEvent(
+                video=state.name,
+                phase="clips",
+                done=progress.done_clips,
+                total=progress.total_clips,
+                text=f"clip {plan.index + 1} of {progress.total_clips} {'reused' if made.reused else 'done'}",
+                eta_s=progress.eta(),
+            )
+        )
+    return records, reused
+
+
 @dg.asset(
     partitions_def=VIDEOS,
     deps=[keyframes, narration],
@@ -214,63 +268,38 @@ def clips(
     choice = state.spec.models.video
     budget = Budget(state.spec.clip_time_limit_s)
     started = time.monotonic()
-    records, reused = [], []
     with contextlib.ExitStack() as stack:
         log_stage_plan(context, state.spec, "video")
         model = residency.lazy(stack, choice.adapter, stage_settings(state.spec, "video"))
-        for plan in plans:
-            prepared = maker.prepare(plan)
-            made = maker.reuse(prepared)
-            if made is not None:
-                progress.skip_clip()
-                reused.append(plan.key)
-                context.log.info("reused clip %s (key %s)", plan.key, prepared.key[:12])
-            else:
-                progress.start_clip()
-                clip_started = time.monotonic()
-                made = make_one(maker, model.get(), prepared, budget_left_s=budget.left_for_next())
-                budget.add(time.monotonic() - clip_started)
-                progress.end_clip()
-                context.log.info(
-                    progress.clip_line(
-                        plan.index,
-                        f"done: {made.record['frames']} frames, {made.record['steps']} steps, "
-                        f"attempt {len(made.record['attempts'])}, generated in "
-                        f"{made.record['seconds_generate']:.2f} s, encoded and checked in "
-                        f"{made.record['seconds_write']:.2f} s",
-                    )
-                )
-            records.append(made.record)
-            for event in clip_events(state, made):
-                context.log_event(event)
-            notify(
-                ProgressEvent(
-                    video=state.name,
-                    phase="clips",
-                    done=progress.done_clips,
-                    total=len(plans),
-                    text=f"clip {plan.index + 1} of {len(plans)} {'reused' if made.reused else 'done'}",
-                    eta_s=progress.eta(),
-                )
-            )
+        records, reused = make_clips(context, state, plans, maker, model, progress, budget)
     remove_stale_clips(context, state, len(plans), stale_keys)
-    total = time.monotonic() - started
-    keys = [r["content_key"] for r in records]
-    return dg.MaterializeResult(
-        metadata={
-            "clips": dg.MetadataValue.json([r["file"] for r in records]),
-            "frames": dg.MetadataValue.json([r["frames"] for r in records]),
-            "seeds": dg.MetadataValue.json([r["seed"] for r in records]),
-            "content_keys": dg.MetadataValue.json(keys),
-            "reused_clips": dg.MetadataValue.json(reused),
-            "made_clips": budget.made,
-            "chain_mode": state.spec.chain_mode,
-            "adapter": choice.adapter,
-            "seconds_total": round(total, 3),
-            "seconds_per_made_clip": round(budget.spent_s / max(budget.made, 1), 3),
-        },
-        data_version=dg.DataVersion(content_key({"clips": keys})),
+    metadata = chain_metadata(
+        state, records, reused, made=budget.made, spent_s=budget.spent_s, total_s=time.monotonic() - started
     )
+    return dg.MaterializeResult(metadata=metadata, data_version=chain_version(records))
+
+
+def chain_metadata(
+    state: VideoState, records: list[dict], reused: list[str], *, made: int, spent_s: float, total_s: float
+) -> dict:
+    """The `clips` materialization's metadata (the sequential step's and the parallel job's)."""
+    return {
+        "clips": dg.MetadataValue.json([r["file"] for r in records]),
+        "frames": dg.MetadataValue.json([r["frames"] for r in records]),
+        "seeds": dg.MetadataValue.json([r["seed"] for r in records]),
+        "content_keys": dg.MetadataValue.json([r["content_key"] for r in records]),
+        "reused_clips": dg.MetadataValue.json(reused),
+        "made_clips": made,
+        "chain_mode": state.spec.chain_mode,
+        "adapter": state.spec.models.video.adapter,
+        "seconds_total": round(total_s, 3),
+        "seconds_per_made_clip": round(spent_s / max(made, 1), 3),
+    }
+
+
+def chain_version(records: list[dict]) -> dg.DataVersion:
+    """The `clips` data version: the content keys of its clips, in order."""
+    return dg.DataVersion(content_key({"clips": [r["content_key"] for r in records]}))
 
 
 class ClipConfig(dg.Config):

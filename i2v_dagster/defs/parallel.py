@@ -43,20 +43,21 @@ from typing import Any
 
 import dagster as dg
 
-from i2v_dagster.artefacts import content_key, read_record
+from i2v_dagster.artefacts import read_record
 from i2v_dagster.defs.clips import (
     Budget,
-    clip_events,
-    make_one,
+    chain_metadata,
+    chain_version,
+    make_clips,
     remove_stale_clips,
     step_logger,
 )
-from i2v_dagster.defs.common import load_video
+from i2v_dagster.defs.common import load_video, log_stage_plan
 from i2v_dagster.defs.outputs import OutputsResource
-from i2v_dagster.defs.partitions import VIDEOS, ensure_clip_ids
+from i2v_dagster.defs.partitions import VIDEOS, register_clips
 from i2v_dagster.defs.residency import ModelResidency
 from i2v_dagster.errors import SpecError
-from i2v_dagster.models.registry import settings_for
+from i2v_dagster.models.registry import stage_settings
 from i2v_dagster.progress import Progress
 from i2v_dagster.render import ClipMaker
 
@@ -93,7 +94,7 @@ def scene_groups(chain_mode: str, plans) -> dict[str, list[int]]:
 def plan_scenes(context: dg.OpExecutionContext, outputs: OutputsResource):
     state = load_video(context, outputs, context.partition_key)
     plans = state.timeline().clips
-    ensure_clip_ids(context.instance, len(plans))
+    register_clips(context.instance, state.name, len(plans))  # the stale ones go in collect_clips
     try:
         groups = scene_groups(state.spec.chain_mode, plans)
     except SpecError as exc:
@@ -157,36 +158,15 @@ def make_scene(
     state = load_video(context, outputs, context.partition_key)
     timeline = state.timeline().clips
     plans = [timeline[i] for i in group]
-    progress = Progress(total_clips=len(plans))
-    maker = ClipMaker(state, log=context.log, on_step=step_logger(context, progress))
-    choice = state.spec.models.video
+    # "clip i of N" names the clip in the whole video; the ETA is this step's (other steps' clips count done)
+    progress = Progress(total_clips=len(timeline), done_clips=len(timeline) - len(plans))
+    maker = ClipMaker(state, log=context.log, on_step=step_logger(context, progress, state.name))
     budget = Budget(state.spec.clip_time_limit_s)
-    reused = []
     with contextlib.ExitStack() as stack:
         claim_gpu(stack, context.log)
-        model = residency.lazy(stack, choice.adapter, settings_for(choice))
-        for plan in plans:
-            prepared = maker.prepare(plan)
-            made = maker.reuse(prepared)
-            if made is not None:
-                progress.skip_clip()
-                reused.append(plan.key)
-                context.log.info("reused clip %s (key %s)", plan.key, prepared.key[:12])
-            else:
-                progress.start_clip()
-                clip_started = time.monotonic()
-                made = make_one(maker, model.get(), prepared, budget_left_s=budget.left_for_next())
-                budget.add(time.monotonic() - clip_started)
-                progress.end_clip()
-                context.log.info(
-                    progress.clip_line(
-                        plan.key,
-                        f"done: {made.record['frames']} frames, {made.record['steps']} steps, "
-                        f"generated in {made.record['seconds_generate']:.2f} s",
-                    )
-                )
-            for event in clip_events(state, made):
-                context.log_event(event)
+        log_stage_plan(context, state.spec, "video")
+        model = residency.lazy(stack, state.spec.models.video.adapter, stage_settings(state.spec, "video"))
+        _, reused = make_clips(context, state, plans, maker, model, progress, budget, step="make_scene")
     return {"clips": [p.key for p in plans], "reused": reused, "made": budget.made, "spent_s": budget.spent_s}
 
 
@@ -202,28 +182,20 @@ def collect_clips(context: dg.OpExecutionContext, outputs: OutputsResource, scen
             "steps",
             allow_retries=False,
         )
-    remove_stale_clips(context, state, len(plans))
-    made = sum(s["made"] for s in scenes)
-    spent = sum(s["spent_s"] for s in scenes)
-    reused = sorted(k for s in scenes for k in s["reused"])
-    keys = [r["content_key"] for r in records]
+    remove_stale_clips(context, state, len(plans), register_clips(context.instance, state.name, len(plans)))
     started = min((e.timestamp for e in _step_starts(context)), default=time.time())
-    metadata = {
-        "clips": dg.MetadataValue.json([r["file"] for r in records]),
-        "frames": dg.MetadataValue.json([r["frames"] for r in records]),
-        "seeds": dg.MetadataValue.json([r["seed"] for r in records]),
-        "content_keys": dg.MetadataValue.json(keys),
-        "reused_clips": dg.MetadataValue.json(reused),
-        "made_clips": made,
-        "chain_mode": state.spec.chain_mode,
-        "adapter": state.spec.models.video.adapter,
-        "seconds_total": round(time.time() - started, 3),
-        "seconds_per_made_clip": round(spent / max(made, 1), 3),
-        "scene_steps": len(scenes),
-    }
+    metadata = chain_metadata(
+        state,
+        records,
+        sorted(k for s in scenes for k in s["reused"]),
+        made=sum(s["made"] for s in scenes),
+        spent_s=sum(s["spent_s"] for s in scenes),
+        total_s=time.time() - started,
+    )
+    metadata["scene_steps"] = len(scenes)
     with warnings.catch_warnings():  # Output's data_version is a beta parameter in Dagster 1.13
         warnings.simplefilter("ignore", dg.BetaWarning)
-        return dg.Output(None, metadata=metadata, data_version=dg.DataVersion(content_key({"clips": keys})))
+        return dg.Output(None, metadata=metadata, data_version=chain_version(records))
 
 
 def _step_starts(context: dg.OpExecutionContext) -> list:

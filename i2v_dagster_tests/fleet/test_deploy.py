@@ -141,3 +141,30 @@ def test_the_validator_command_exits_nonzero_on_a_typo(tmp_path, capsys):
         "unknown key (not a field of Kubernetes V1PodSpec)"
     ]
     assert main([str(DEPLOY)]) == 0
+
+
+@pytest.mark.parametrize("name", ["queued", "fleet", "k8s"])
+def test_the_queue_runs_one_run_per_video_at_a_time(tmp_path, name):
+    """The deployment's own run-queue settings, read by Dagster and applied by Dagster's tag-limit counter
+    (what the daemon dequeues by): a queued second run of a video waits; another video's run does not."""
+    import dagster as dg
+    from dagster._core.storage.dagster_run import DagsterRun
+    from dagster._utils.tags import TagConcurrencyLimitsCounter
+
+    config = yaml.safe_load((DEPLOY / name / "dagster.yaml").read_text())
+    # only the queue's settings are read: local storage, no launcher, compute logs or settings naming
+    # environment variables
+    config = {
+        "storage": {"sqlite": {"base_dir": str(tmp_path / "storage")}},
+        "concurrency": config["concurrency"],
+    }
+    (tmp_path / "dagster.yaml").write_text(yaml.safe_dump(config))
+    with dg.DagsterInstance.from_config(str(tmp_path)) as instance:
+        limits = instance.get_concurrency_config().run_queue_config.tag_concurrency_limits
+
+    def run(video: str) -> DagsterRun:
+        return DagsterRun(job_name="render_video", tags={"dagster/partition": video})
+
+    counter = TagConcurrencyLimitsCounter(limits, [run("demo")])
+    assert counter.is_blocked(run("demo"))
+    assert not counter.is_blocked(run("lighthouse"))

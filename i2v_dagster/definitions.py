@@ -9,6 +9,7 @@ import dagster as dg
 
 from i2v_dagster.defs.bundle import bundle
 from i2v_dagster.defs.clips import clip, clips, clips_checks
+from i2v_dagster.defs.config import install_config_error_hook
 from i2v_dagster.defs.jobs import render_video
 from i2v_dagster.defs.outputs import OutputsResource
 from i2v_dagster.defs.parallel import render_video_parallel
@@ -28,6 +29,9 @@ defs = dg.Definitions(
     resources=resources,
     executor=dg.in_process_executor,  # an ad-hoc materialization (one clip) runs in one process, no spawn
 )
+
+
+install_config_error_hook()
 
 
 def render_video_job() -> dg.JobDefinition:

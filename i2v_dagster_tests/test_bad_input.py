@@ -207,6 +207,32 @@ def test_overrides_that_name_no_field_are_refused(capsys, override, needle):
     assert needle in capsys.readouterr().err
 
 
+@pytest.mark.parametrize(
+    ("change", "lines"),
+    [
+        ({"fps": 1000}, ["fps: Input should be less than or equal to 120 (got 1000)"]),
+        (
+            {"fps": 1000, "name": "Bad Name"},
+            [
+                "fps: Input should be less than or equal to 120 (got 1000)",
+                "name: name must match ^[a-z0-9][a-z0-9_-]{0,63}$ (lowercase letters, digits, '-' and '_'; "
+                "no '/', '..' or spaces) (got 'Bad Name')",
+            ],
+        ),
+        ({"colour": "red"}, ['Received unexpected config entry "colour" at path root:ops:script:config.']),
+    ],
+)
+def test_a_refused_run_config_is_told_one_line_per_problem(tmp_path, change, lines):
+    from i2v_dagster.definitions import render_video_job
+    from i2v_dagster.defs.config import config_error_lines
+
+    config = run_config({**mock_spec("bad", tmp_path), **change})
+    with pytest.raises(dg.DagsterInvalidConfigError) as refused:
+        dg.validate_run_config(render_video_job(), config)
+    assert sorted(config_error_lines(refused.value)) == sorted(lines)
+    assert config_error_lines(ValueError("other")) is None
+
+
 @pytest.mark.slow
 def test_dagster_job_execute_refuses_in_its_first_line_and_makes_nothing(tmp_path):
     home = tmp_path / "home"
@@ -221,7 +247,9 @@ def test_dagster_job_execute_refuses_in_its_first_line_and_makes_nothing(tmp_pat
         capture_output=True, text=True,
     )  # fmt: skip
     assert out.returncode != 0
-    assert "fps: Input should be less than or equal to 120 (got 1000)" in out.stderr
+    refusal = "error: invalid run config:\n  fps: Input should be less than or equal to 120 (got 1000)\n"
+    assert refusal in out.stderr
+    assert "Traceback" not in out.stderr and "original value" not in out.stderr
     with pytest.MonkeyPatch.context() as mp:
         mp.setenv("DAGSTER_HOME", str(home))
         with dg.DagsterInstance.get() as instance:

@@ -82,3 +82,48 @@ def spec_config_schema() -> dg.Field:
 
     field = infer_schema_from_config_class(dagster_twin(JobSpec), description=JobSpec.__doc__)
     return dg.Field(SpecShape(fields=field.config_type.fields, description=JobSpec.__doc__), is_required=True)
+
+
+def config_error_lines(exc: BaseException) -> list[str] | None:
+    """The problems of a run config Dagster refused, one line each (the spec's own lines for its rules), or
+    None when ``exc`` is not such a refusal."""
+    if isinstance(exc, dg.DagsterUnknownPartitionError):
+        return [
+            f"{exc} (a new video's partition is added by its first run: `i2v run SPEC`, `dagster job "
+            "execute ... --tags '{\"dagster/partition\": NAME}'`, or the asset graph's launchpad -> Add new "
+            "partition)"
+        ]
+    if not isinstance(exc, dg.DagsterInvalidConfigError):
+        return None
+    lines: list[str] = []
+    for error in exc.errors:
+        info = getattr(error, "error_data", None)
+        message = getattr(info, "message", "") if info is not None else ""
+        if "invalid job spec:" in message:  # a PostProcessingError raised by SpecShape: parse_spec's lines
+            lines += [line.strip() for line in message.split("invalid job spec:", 1)[1].splitlines()]
+        else:
+            lines.append(error.message.splitlines()[0].split(" Expected: ", 1)[0])  # not the whole schema
+    return [line for line in lines if line] or None
+
+
+def install_config_error_hook() -> None:
+    """In a command-line process (``dagster job execute``, ``dg launch``, ``dagster asset materialize``) a run
+    config that Dagster refuses ends the process with its problems, one line each, instead of a traceback that
+    buries them (the whole resolved spec printed first); so does an unknown partition. Only when nothing else
+    has set ``sys.excepthook``."""
+    import sys
+
+    if sys.excepthook is not sys.__excepthook__:
+        return
+
+    def hook(exc_type, exc, tb) -> None:
+        lines = config_error_lines(exc)
+        if lines is None:
+            sys.__excepthook__(exc_type, exc, tb)
+            return
+        if isinstance(exc, dg.DagsterInvalidConfigError):
+            print("error: invalid run config:\n" + "\n".join(f"  {line}" for line in lines), file=sys.stderr)
+        else:
+            print(f"error: {lines[0]}", file=sys.stderr)
+
+    sys.excepthook = hook

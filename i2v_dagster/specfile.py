@@ -31,21 +31,33 @@ IMAGE_FORMATS = ("PNG", "JPEG", "WEBP", "BMP", "TIFF")
 # ---- reading ---------------------------------------------------------------------------------------------
 
 
-class _StrictLoader(yaml.SafeLoader):
-    """SafeLoader that refuses duplicate keys (PyYAML keeps the last one silently)."""
-
-    def construct_mapping(self, node, deep=False):
-        seen: dict[Any, Any] = {}
-        for key_node, _ in node.value:
-            key = self.construct_object(key_node, deep=deep)
-            if key in seen:
+def _duplicate_key(node: yaml.Node, path: tuple[str, ...], seen: set[int]) -> SpecError | None:
+    """The first mapping key written twice under the same parent (PyYAML keeps the last one silently),
+    named by its dotted path and both lines."""
+    if id(node) in seen:  # an alias: checked where it was defined
+        return None
+    seen.add(id(node))
+    if isinstance(node, yaml.MappingNode):
+        first: dict[str, yaml.Mark] = {}
+        for key_node, value_node in node.value:
+            key = key_node.value if isinstance(key_node, yaml.ScalarNode) else None
+            if key is not None and key in first:
                 mark = key_node.start_mark
-                raise SpecError(
-                    f"duplicate key {key!r} at line {mark.line + 1}, column {mark.column + 1} "
-                    f"(first at line {seen[key].line + 1})"
+                return SpecError(
+                    f"duplicate key {'.'.join((*path, key))} at line {mark.line + 1}, column "
+                    f"{mark.column + 1} (first at line {first[key].line + 1})"
                 )
-            seen[key] = key_node.start_mark
-        return super().construct_mapping(node, deep=deep)
+            if key is not None:
+                first[key] = key_node.start_mark
+            found = _duplicate_key(value_node, (*path, str(key)), seen)
+            if found is not None:
+                return found
+    elif isinstance(node, yaml.SequenceNode):
+        for index, child in enumerate(node.value):
+            found = _duplicate_key(child, (*path, str(index)), seen)
+            if found is not None:
+                return found
+    return None
 
 
 def _expanded_size(node: yaml.Node, memo: dict[int, int]) -> int:
@@ -66,7 +78,7 @@ def _expanded_size(node: yaml.Node, memo: dict[int, int]) -> int:
 
 def parse_yaml(text: str, *, source: str) -> Any:
     """One YAML document, strictly: duplicate keys and alias expansion beyond ``MAX_YAML_NODES`` refused."""
-    loader = _StrictLoader(text)
+    loader = yaml.SafeLoader(text)
     try:
         node = loader.get_single_node()
         if node is None:
@@ -76,10 +88,10 @@ def parse_yaml(text: str, *, source: str) -> Any:
                 f"{source}: the document expands to more than {MAX_YAML_NODES:,} values once its aliases "
                 "are followed (a YAML alias bomb?)"
             )
-        try:
-            return loader.construct_document(node)
-        except SpecError as exc:  # a duplicate key
-            raise SpecError(f"{source}: {exc}") from None
+        duplicate = _duplicate_key(node, (), set())
+        if duplicate is not None:
+            raise SpecError(f"{source}: {duplicate}")
+        return loader.construct_document(node)
     except yaml.YAMLError as exc:
         raise SpecError(f"{source}: not valid YAML: {' '.join(str(exc).split())}") from None
     finally:
@@ -104,8 +116,17 @@ def read_document(path: str | Path) -> Any:
         except json.JSONDecodeError as exc:
             raise SpecError(f"{p}: not valid JSON: {exc}") from None
         except SpecError as exc:
-            raise SpecError(f"{p}: {exc}") from None
+            raise SpecError(f"{p}: {_json_duplicate_with_path(text) or exc}") from None
     return parse_yaml(text, source=str(p))
+
+
+def _json_duplicate_with_path(text: str) -> SpecError | None:
+    """The duplicate key of a JSON document named by its path (JSON is YAML's flow style)."""
+    try:
+        node = yaml.compose(text, Loader=yaml.SafeLoader)
+    except yaml.YAMLError:
+        return None
+    return _duplicate_key(node, (), set()) if node is not None else None
 
 
 def _no_duplicate_json_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
@@ -180,7 +201,8 @@ def apply_overrides(data: dict[str, Any], overrides: list[str] | None) -> dict[s
                 continue
             if not isinstance(target, dict):
                 parent = ".".join(parts[:depth]) or "the spec"
-                raise SpecError(f"--set {key}: {parent} is a {type(target).__name__}, not a mapping")
+                kind = type(target).__name__
+                raise SpecError(f"--set {key}: {parent} holds {kind} {target!r}, not a mapping")
             if part not in target and not _open_mapping(parts[:depth]):
                 raise SpecError(f"--set {key}: no field {where!r} in the spec")
             if last:

@@ -54,9 +54,10 @@ def run_config(spec: dict[str, Any]) -> dict[str, Any]:
     return {"ops": {"script": {"config": spec}}}
 
 
-def render(instance: dg.DagsterInstance, spec: dict[str, Any]) -> dg.ExecutionResult:
+def render(instance: dg.DagsterInstance, spec: dict[str, Any], job: Any = None) -> dg.ExecutionResult:
+    """Run ``job`` (``render_video`` by default) for ``spec`` as ``dagster job execute`` does."""
     return dg.execute_job(
-        dg.reconstructable(render_video_job),
+        dg.reconstructable(job if job is not None else render_video_job),
         instance=instance,
         run_config=run_config(spec),
         tags={"dagster/partition": spec["name"]},

@@ -173,7 +173,12 @@ YAML_CASES = [
     (
         "duplicate key",
         "ops:\n  script:\n    config:\n      name: a\n      name: b\n",
-        "duplicate key 'name' at line 5",
+        "duplicate key ops.script.config.name at line 5, column 7 (first at line 4)",
+    ),
+    (
+        "duplicate key in a list's mapping",
+        "scenes:\n  - prompt: a\n    narration: x\n  - prompt: b\n    prompt: c\n",
+        "duplicate key scenes.1.prompt at line 5",
     ),
     (
         "alias bomb",
@@ -183,6 +188,13 @@ YAML_CASES = [
         "expands to more than 100,000 values",
     ),
 ]
+
+
+def test_a_duplicate_json_key_is_named_by_its_path(tmp_path, capsys):
+    path = tmp_path / "spec.json"
+    path.write_text('{"name": "a", "scenes": [{"prompt": "x", "narration": "y", "prompt": "z"}]}')
+    assert main(["validate", str(path)]) == 2
+    assert f"{path}: duplicate key scenes.0.prompt at line 1" in capsys.readouterr().err
 
 
 @pytest.mark.parametrize(("label", "text", "needle"), YAML_CASES, ids=[c[0] for c in YAML_CASES])
@@ -197,7 +209,7 @@ def test_validate_refuses_bad_yaml(tmp_path, capsys, label, text, needle):
     ("override", "needle"),
     [
         ("SEED=5", "--set SEED: no field 'SEED' in the spec"),
-        ("seed.x=1", "--set seed.x: seed is a int, not a mapping"),
+        ("seed.x=1", "--set seed.x: seed holds int 1234, not a mapping"),
         ("scenes.9.narration=x", "--set scenes.9.narration: '9' is not an index of a list of 3"),
         ("fps", "--set 'fps': expected key=value"),
     ],

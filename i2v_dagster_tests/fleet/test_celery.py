@@ -32,14 +32,21 @@ def environ_of(pid: int) -> dict[str, str]:
     return dict(item.decode().split("=", 1) for item in raw if b"=" in item)
 
 
-def test_two_celery_workers_split_the_runs_one_at_a_time(services, tmp_path, monkeypatch):
-    env = services.new_database(f"celery_{uuid.uuid4().hex[:8]}")
+def fleet_instance(services, tmp_path: Path, monkeypatch, prefix: str) -> tuple[Path, dict[str, str]]:
+    """A fresh Postgres database and a fleet instance on it (the `gpu` pool at 2); the I2V_ settings go to
+    this process too. Returns the instance's home and the environment of its processes."""
+    env = services.new_database(f"{prefix}_{uuid.uuid4().hex[:8]}")
     home = dagster_home(tmp_path / "home", "fleet")
     envs = run_env(home, env, I2V_SHARED_DAGSTER=str(tmp_path / "shared"))
     for key, value in envs.items():
         if key.startswith("I2V_"):
             monkeypatch.setenv(key, value)
     dagster_cli(envs, "instance", "concurrency", "set", "gpu", "2")
+    return home, envs
+
+
+def test_two_celery_workers_split_the_runs_one_at_a_time(services, tmp_path, monkeypatch):
+    home, envs = fleet_instance(services, tmp_path, monkeypatch, "celery")
     run_ids = [submit(envs, write_spec(tmp_path, spec)) for spec in queued_specs(tmp_path / "out")]
     with dg.DagsterInstance.from_config(str(home)) as instance, Processes(tmp_path) as processes:
         workers = [processes.celery_worker(f"gpu{d}", str(d), envs, ["gpu"]) for d in (0, 1)]
@@ -77,13 +84,7 @@ def test_a_host_worker_spreads_one_videos_scenes_over_its_gpus(services, tmp_pat
     from i2v_dagster_tests.fleet.test_parallel import FOUR
     from i2v_dagster_tests.helpers import mock_spec, step_failure_message
 
-    env = services.new_database(f"host_{uuid.uuid4().hex[:8]}")
-    home = dagster_home(tmp_path / "home", "fleet")
-    envs = run_env(home, env, I2V_SHARED_DAGSTER=str(tmp_path / "shared"))
-    for key, value in envs.items():
-        if key.startswith("I2V_"):
-            monkeypatch.setenv(key, value)
-    dagster_cli(envs, "instance", "concurrency", "set", "gpu", "2")
+    home, envs = fleet_instance(services, tmp_path, monkeypatch, "host")
     spec = mock_spec("hosted", tmp_path / "out", scenes=FOUR, chain_mode="keyframe", max_clip_frames=26)
     spec["models"] = {"video": {"adapter": "mock_video", "options": {"steps": 4, "seconds_per_step": 0.3}}}
     run_id = submit(envs, write_spec(tmp_path, spec), "--parallel", "--queue", "gpu-host")

@@ -13,7 +13,7 @@ import pytest
 from i2v_dagster.definitions import render_video_job, render_video_parallel_job
 from i2v_dagster.media.video import read_frames
 from i2v_dagster_tests.fleet.harness import max_overlap, overlap_excerpt, step_intervals
-from i2v_dagster_tests.helpers import materialize_clip, mock_spec, run_config
+from i2v_dagster_tests.helpers import materialize_clip, mock_spec, render
 
 pytestmark = pytest.mark.slow
 
@@ -34,13 +34,7 @@ def instance():
 
 
 def execute(instance, job, spec) -> dg.ExecutionResult:
-    return dg.execute_job(
-        dg.reconstructable(job),
-        instance=instance,
-        run_config=run_config(spec),
-        tags={"dagster/partition": spec["name"]},
-        raise_on_error=False,
-    )
+    return render(instance, spec, job)
 
 
 def recorded(instance, run_id: str) -> dict[str, set]:

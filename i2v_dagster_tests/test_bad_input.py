@@ -245,13 +245,34 @@ def test_a_refused_run_config_is_told_one_line_per_problem(tmp_path, change, lin
     assert config_error_lines(ValueError("other")) is None
 
 
+def _duplicate_name(text: str) -> str:
+    return text.replace("      name: badfps\n", "      name: badfps\n      name: other\n", 1)
+
+
 @pytest.mark.slow
-def test_dagster_job_execute_refuses_in_its_first_line_and_makes_nothing(tmp_path):
+@pytest.mark.parametrize(
+    ("edit", "refusal"),
+    [
+        (None, "error: invalid run config:\n  fps: Input should be less than or equal to 120 (got 1000)\n"),
+        (
+            _duplicate_name,
+            "error: invalid run config:\n  {path}: duplicate key ops.script.config.name at line 5, column 7 "
+            "(first at line 4)\n",
+        ),
+    ],
+    ids=["rule", "duplicate key"],
+)
+def test_dagster_job_execute_refuses_in_its_first_line_and_makes_nothing(tmp_path, edit, refusal):
+    """Dagster's CLI reads the file with its own YAML loader (the last of two equal keys wins); the spec's
+    config re-reads the files named by ``-c`` strictly, so a duplicate key is refused before a run exists."""
     home = tmp_path / "home"
     home.mkdir()
-    spec = mock_spec("badfps", tmp_path / "out", fps=1000)
+    spec = mock_spec("badfps", tmp_path / "out", fps=1000 if edit is None else 12)
     path = tmp_path / "bad.yaml"
-    path.write_text(yaml.safe_dump(run_config(spec)))
+    text = yaml.safe_dump(run_config(spec), sort_keys=False)
+    path.write_text(edit(text) if edit else text)
+    if edit:
+        assert yaml.safe_load(path.read_text())["ops"]["script"]["config"]["name"] == "other"
     out = subprocess.run(
         [sys.executable, "-m", "dagster", "job", "execute", "-m", "i2v_dagster.definitions",
          "-j", "render_video", "-c", str(path), "--tags", '{"dagster/partition": "badfps"}'],
@@ -259,14 +280,28 @@ def test_dagster_job_execute_refuses_in_its_first_line_and_makes_nothing(tmp_pat
         capture_output=True, text=True,
     )  # fmt: skip
     assert out.returncode != 0
-    refusal = "error: invalid run config:\n  fps: Input should be less than or equal to 120 (got 1000)\n"
-    assert refusal in out.stderr
+    assert refusal.format(path=path) in out.stderr, out.stderr[-2000:]
     assert "Traceback" not in out.stderr and "original value" not in out.stderr
     with pytest.MonkeyPatch.context() as mp:
         mp.setenv("DAGSTER_HOME", str(home))
         with dg.DagsterInstance.get() as instance:
             assert instance.get_run_records() == [] and instance.get_dynamic_partitions("videos") == []
     assert not (tmp_path / "out").exists()
+
+
+def test_the_config_files_of_a_dagster_command_line_are_found(tmp_path):
+    from i2v_dagster.defs.config import cli_config_files
+
+    (tmp_path / "a.yaml").write_text("x: 1")
+    (tmp_path / "b.yaml").write_text("x: 2")
+    job = ["/venv/bin/dagster", "job", "execute", "-m", "m", "-c", str(tmp_path / "*.yaml")]
+    assert cli_config_files(job) == [str(tmp_path / "a.yaml"), str(tmp_path / "b.yaml")]
+    assert cli_config_files(["/x/dg", "launch", "--config=f.yaml", "--config", "g.yaml"]) == [
+        "f.yaml",
+        "g.yaml",
+    ]
+    assert cli_config_files(["/p/dagster/__main__.py", "job", "execute", "-c", "h.yaml"]) == ["h.yaml"]
+    assert cli_config_files(["/venv/bin/pytest", "-c", "pytest.ini"]) == []  # not a Dagster command line
 
 
 def test_a_real_job_on_an_install_without_the_models_extra_is_refused_in_one_line(monkeypatch):

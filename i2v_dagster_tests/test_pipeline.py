@@ -200,7 +200,8 @@ def test_spec_name_must_match_partition(instance, tmp_path):
     )
     assert not result.success
     assert "alpha" in step_failure_message(instance, result.run_id)
-    assert not (tmp_path / "alpha").exists()
+    assert not (tmp_path / "alpha").exists() and not (tmp_path / "beta").exists()
+    assert "beta" not in instance.get_dynamic_partitions("videos")
 
 
 def test_corrupt_clip_fails_stitching_naming_the_file_and_keeps_the_final(instance, tmp_path):

@@ -70,10 +70,46 @@ class SpecShape(dg.Shape):
         from i2v_dagster.specfile import parse_spec
 
         try:
+            for path in cli_config_files():
+                strict_read(path)
             parse_spec(value)
         except SpecError as exc:
             raise PostProcessingError(str(exc)) from None
         return value
+
+
+def cli_config_files(argv: list[str] | None = None) -> list[str]:
+    """The run config files of a Dagster command line (``dagster job execute -c F``, ``dg launch --config
+    F``, ``dagster asset materialize -c F``), globs expanded; none in any other process (the webserver, a
+    test run)."""
+    import glob
+    import sys
+    from pathlib import Path
+
+    argv = sys.argv if argv is None else argv
+    program = Path(argv[0]).name if argv else ""
+    if program not in ("dagster", "dg") and not argv[0].endswith(("dagster/__main__.py", "dg/__main__.py")):
+        return []
+    patterns: list[str] = []
+    for i, arg in enumerate(argv[1:], start=1):
+        if arg in ("-c", "--config") and i + 1 < len(argv):
+            patterns.append(argv[i + 1])
+        elif arg.startswith("--config="):
+            patterns.append(arg.split("=", 1)[1])
+    return [path for pattern in patterns for path in sorted(glob.glob(pattern)) or [pattern]]
+
+
+def strict_read(path: str) -> None:
+    """Read a run config file again with this project's strict reader. Dagster's CLI has already read it
+    with its own YAML loader, which keeps the last of two equal keys and follows every alias; here a
+    duplicate key, an oversized file or an alias bomb is refused, naming the file and the key's path."""
+    from i2v_dagster.errors import SpecError
+    from i2v_dagster.specfile import read_document
+
+    try:
+        read_document(path)
+    except SpecError as exc:
+        raise SpecError(f"invalid job spec:\n  {exc}") from None
 
 
 def spec_config_schema() -> dg.Field:

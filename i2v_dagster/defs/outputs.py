@@ -47,7 +47,7 @@ class OutputsResource(dg.ConfigurableResource):
         video = tags.get("dagster/partition") or ""
         if SEPARATOR in video:  # a run of one clip (`video_clips`): its video
             video = video.split(SEPARATOR, 1)[1]
-        if not re.fullmatch(NAME_PATTERN, video) or not _spec_ok(run.run_config):
+        if not re.fullmatch(NAME_PATTERN, video) or not _spec_ok(run.run_config, video):
             return
         folder = self.video_folder(instance, run.run_config, video)
         videolock.acquire(folder, video=video, run_id=run.run_id)
@@ -72,15 +72,15 @@ class OutputsResource(dg.ConfigurableResource):
         return video_dir_from_storage(instance, video) or VideoPaths.for_video(self.root, video).root
 
 
-def _spec_ok(run_config: dict[str, Any]) -> bool:
-    """Whether the run's spec (if it carries one) validates; the `script` step reports why not."""
+def _spec_ok(run_config: dict[str, Any], video: str) -> bool:
+    """Whether the run's spec (if it carries one) validates and is for ``video``, the run's partition; the
+    `script` step reports why not."""
     spec = ((run_config or {}).get("ops") or {}).get("script", {}).get("config")
     if spec is None:
         return True
     from i2v_dagster.specfile import parse_spec
 
     try:
-        parse_spec(spec)
+        return parse_spec(spec).name == video
     except SpecError:
         return False
-    return True

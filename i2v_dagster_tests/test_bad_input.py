@@ -322,6 +322,11 @@ def test_a_real_job_on_an_install_without_the_models_extra_is_refused_in_one_lin
     assert len(lines) == 1 and "models.video.adapter" in lines[0]
     assert "torch" in lines[0] and "[models] extra: pip install -c constraints.txt -e '.[models]'" in lines[0]
     assert load_spec("jobs/cogvideox_5b_i2v.yaml", ["dry_run=true"]).dry_run  # a dry run needs no models
+    with pytest.raises(SpecError) as both:  # the adapters' size rules are checked all the same
+        load_spec("jobs/cogvideox_5b_i2v.yaml", ["width=640"])
+    lines = str(both.value).splitlines()[1:]
+    assert "[models] extra" in lines[0]
+    assert lines[1:] == ["  width/height: cogvideox_5b_i2v makes 720x480 only, not 640x480"]
     spec = read_spec_file("jobs/cogvideox_5b_i2v.yaml")
     with (
         dg.instance_for_test() as instance,

@@ -161,13 +161,13 @@ def spec_problems(spec, *, check_extras: bool = True) -> list[str]:
             continue
         errors += options_problems(f"models.{role}.options", choice.adapter, choice.options)
         needs[f"models.{role}.adapter"] = REQUIRES.get(choice.adapter, ())
+    if errors:
+        return errors
     if check_extras and not spec.dry_run:  # a dry run renders on the mocks; one line for what is missing
         wanted = tuple(dict.fromkeys(m for modules in needs.values() for m in modules))
         fields = ", ".join(f for f, modules in needs.items() if set(missing(modules)))
         absent = missing_extra_message(f"{fields}: these adapters", wanted, verb="need") if fields else None
-        errors += [absent] if absent else []
-    if errors:
-        return errors
+        errors += [absent] if absent else []  # the sizes and frames below are checked all the same
     image = get_adapter_info(spec.models.image.adapter)
     if image.constraints is not None:
         errors += image.constraints.check(image.name, width=spec.width, height=spec.height)

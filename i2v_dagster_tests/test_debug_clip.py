@@ -47,6 +47,9 @@ def test_a_new_seed_for_one_clip_changes_that_clip_and_the_stitch_only(tmp_path)
         mat = made.asset_materializations_for_node("clip")[0]
         assert mat.metadata["status"].value == "made" and mat.metadata["seed"].value == 42
         assert mat.metadata["override"].value == {"seed": 42}
+        planned = len(json.loads((tmp_path / "dbg" / "timeline.json").read_text())["clips"])
+        lines = [r.user_message for r in instance.all_logs(made.run_id) if r.user_message]
+        assert any(line.startswith(f"clip 2 of {planned} (001): step 1 of ") for line in lines), lines
         after = mtimes(clips)
         changed = [n for n in after if after[n] != before.get(n)]
         assert changed == ["clip_001.json", "clip_001.mp4", "clip_001.override.json"]

@@ -359,7 +359,7 @@ def clip(
             allow_retries=False,
         )
     override = apply_override(state, index, config)
-    progress = Progress(total_clips=1)
+    progress = Progress(total_clips=len(plans), done_clips=len(plans) - 1)  # "clip 2 of 9": this one is left
     maker = ClipMaker(state, log=context.log, on_step=step_logger(context, progress, video))
     prepared = maker.prepare(plans[index])
     made = maker.reuse(prepared)

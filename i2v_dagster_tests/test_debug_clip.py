@@ -92,3 +92,31 @@ def test_a_clip_beyond_the_plan_cannot_be_launched(tmp_path):
         with pytest.raises(dg.DagsterUnknownPartitionError, match="006|short"):
             materialize_clip(instance, "short", 6)
         assert time.monotonic() - started < 2.0
+
+
+def test_the_command_line_refuses_a_clip_beyond_the_plan_in_one_line(tmp_path):
+    """`dagster asset materialize --partition 006|short` (Dagster raises its subset error there)."""
+    import os
+    import subprocess
+    import sys
+
+    from i2v_dagster_tests.helpers import REPO_ROOT, project_home
+
+    home = project_home(tmp_path / "home")
+    spec = mock_spec("short", tmp_path / "out")
+    spec["scenes"] = spec["scenes"][:1]
+    with dg.DagsterInstance.from_config(str(home)) as instance:
+        assert render(instance, spec).success
+        assert "006|short" not in instance.get_dynamic_partitions("video_clips")
+    out = subprocess.run(
+        [sys.executable, "-m", "dagster", "asset", "materialize", "-m", "i2v_dagster.definitions",
+         "--select", "clip", "--partition", "006|short"],
+        cwd=REPO_ROOT, env={**os.environ, "DAGSTER_HOME": str(home), "PYTHONPATH": str(REPO_ROOT)},
+        capture_output=True, text=True,
+    )  # fmt: skip
+    assert out.returncode != 0
+    assert (
+        "error: no clip partition '006|short': a video's clip partitions are the clips of its plan"
+        in out.stderr
+    )
+    assert "Traceback" not in out.stderr, out.stderr[-2000:]

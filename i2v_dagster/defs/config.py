@@ -19,6 +19,7 @@ import dagster as dg
 from pydantic import BaseModel, create_model
 from pydantic.fields import FieldInfo
 
+from i2v_dagster.defs.partitions import SEPARATOR
 from i2v_dagster.spec import JobSpec
 
 
@@ -129,6 +130,16 @@ def config_error_lines(exc: BaseException) -> list[str] | None:
             "execute ... --tags '{\"dagster/partition\": NAME}'`, or the asset graph's launchpad -> Add new "
             "partition)"
         ]
+    if isinstance(exc, dg.DagsterInvalidSubsetError) and "partition key" in str(exc):
+        # `dagster asset materialize --partition KEY` with a key the selected assets do not have
+        key = str(exc).split("partition key `", 1)[-1].split("`", 1)[0]
+        if SEPARATOR in key:
+            video = key.split(SEPARATOR, 1)[1]
+            return [
+                f"no clip partition {key!r}: a video's clip partitions are the clips of its plan, registered "
+                f"as its run plans them (see Assets -> clip -> Partitions for {video!r})"
+            ]
+        return [f"no partition {key!r} of the selected assets"]
     if not isinstance(exc, dg.DagsterInvalidConfigError):
         return None
     lines: list[str] = []

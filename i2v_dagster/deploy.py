@@ -272,14 +272,19 @@ def celery_errors(config: Mapping[str, Any], *, prefix: str = "execution.config"
 
 
 def read_yaml(path: Path) -> Any:
-    import yaml
+    """A deployment file, read by the job specs' strict YAML reader: a key written twice (which YAML would
+    resolve to the last one silently) or an alias bomb is refused, naming the file and the key's path."""
+    from i2v_dagster.errors import SpecError
+    from i2v_dagster.specfile import parse_yaml
 
     try:
-        return yaml.safe_load(path.read_text(encoding="utf-8"))
+        text = path.read_text(encoding="utf-8")
     except OSError as exc:
         raise DeployConfigError(f"{path}: cannot be read ({exc.strerror})") from None
-    except yaml.YAMLError as exc:
-        raise DeployConfigError(f"{path}: not YAML ({str(exc).splitlines()[0]})") from None
+    try:
+        return parse_yaml(text, source=str(path))
+    except SpecError as exc:
+        raise DeployConfigError(str(exc)) from None
 
 
 def file_kind(path: Path) -> str | None:

@@ -62,6 +62,23 @@ def _k8s_copy(tmp_path: Path) -> Path:
     return folder
 
 
+def test_a_key_written_twice_in_a_deployment_file_is_refused_naming_its_path(tmp_path, capsys):
+    """YAML keeps the last of two equal keys silently: a second `run_launcher:` would replace the first."""
+    from i2v_dagster.deploy import main
+
+    folder = _k8s_copy(tmp_path)
+    text = (folder / "run-tags.yaml").read_text()
+    assert "\n  dagster-k8s/config:" in text
+    (folder / "run-tags.yaml").write_text(
+        text.replace("\n  dagster-k8s/config:", "\n  dagster-k8s/config: {}\n  dagster-k8s/config:", 1)
+    )
+    assert main([str(folder)]) == 2
+    err = capsys.readouterr().err
+    assert f"{folder / 'run-tags.yaml'}: duplicate key " in err and ".dagster-k8s/config at line" in err
+    with pytest.raises(I2VError, match="duplicate key"):
+        load_tags(f"{folder / 'run-tags.yaml'}:gpu-24g")
+
+
 def test_a_container_key_typo_passes_dagsters_schema_and_is_refused_naming_the_key(tmp_path):
     from dagster_k8s import K8sRunLauncher
 

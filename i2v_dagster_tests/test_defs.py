@@ -29,6 +29,19 @@ def test_launchpad_config_prefills_from_jobs_folder():
     assert stub == {"name": "brand-new", "scenes": []}
 
 
+def test_a_job_file_with_a_key_written_twice_is_no_prefill(tmp_path, monkeypatch):
+    """The jobs folder is read by the strict reader: YAML alone would take the last `name` and prefill
+    another video's Launchpad with this file."""
+    from i2v_dagster.defs import jobs
+
+    good = "ops:\n  script:\n    config:\n      name: good\n      scenes: []\n"
+    (tmp_path / "a.yaml").write_text("ops:\n  script:\n    config:\n      name: first\n      name: twice\n")
+    (tmp_path / "b.yaml").write_text(good)
+    monkeypatch.setattr(jobs, "JOBS_DIR", tmp_path)
+    assert jobs.launchpad_config("good")["ops"]["script"]["config"]["name"] == "good"
+    assert jobs.launchpad_config("twice") == {"ops": {"script": {"config": {"name": "twice", "scenes": []}}}}
+
+
 def test_the_stub_cannot_be_launched_as_it_is():
     import pytest
 

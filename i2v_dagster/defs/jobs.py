@@ -7,13 +7,14 @@ from pathlib import Path
 from typing import Any
 
 import dagster as dg
-import yaml
 
 from i2v_dagster.defs.bundle import bundle
 from i2v_dagster.defs.clips import clips
 from i2v_dagster.defs.partitions import VIDEOS
 from i2v_dagster.defs.stitch import stitched_video
 from i2v_dagster.defs.story import keyframes, narration, script
+from i2v_dagster.errors import SpecError
+from i2v_dagster.specfile import read_document
 
 JOBS_DIR = Path(__file__).resolve().parents[2] / "jobs"
 DEFAULT_MAX_RUNTIME_S = int(os.environ.get("I2V_MAX_RUNTIME_S", str(6 * 3600)))
@@ -57,8 +58,8 @@ def launchpad_config(partition_key: str) -> dict[str, Any]:
     if JOBS_DIR.is_dir():
         for path in sorted(JOBS_DIR.glob("*.yaml")):
             try:
-                data = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
-            except yaml.YAMLError:
+                data = read_document(path) or {}  # the strict reader: a key written twice is no prefill
+            except SpecError:
                 continue
             spec = (
                 (data.get("ops") or {}).get("script", {}).get("config", {}) if isinstance(data, dict) else {}

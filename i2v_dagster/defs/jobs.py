@@ -10,6 +10,7 @@ import dagster as dg
 
 from i2v_dagster.defs.bundle import bundle
 from i2v_dagster.defs.clips import clips
+from i2v_dagster.defs.outputs import run_spec
 from i2v_dagster.defs.partitions import VIDEOS
 from i2v_dagster.defs.stitch import stitched_video
 from i2v_dagster.defs.story import keyframes, narration, script
@@ -61,9 +62,7 @@ def launchpad_config(partition_key: str) -> dict[str, Any]:
                 data = read_document(path) or {}  # the strict reader: a key written twice is no prefill
             except SpecError:
                 continue
-            spec = (
-                (data.get("ops") or {}).get("script", {}).get("config", {}) if isinstance(data, dict) else {}
-            )
+            spec = run_spec(data) if isinstance(data, dict) else None
             if isinstance(spec, dict) and spec.get("name") == partition_key:
                 return data
     return {"ops": {"script": {"config": {"name": partition_key, "scenes": []}}}}

@@ -66,16 +66,21 @@ class OutputsResource(dg.ConfigurableResource):
         video's latest `script` materialization recorded it, else under this resource's root."""
         from i2v_dagster.defs.common import video_dir_from_storage
 
-        spec = ((run_config or {}).get("ops") or {}).get("script", {}).get("config")
+        spec = run_spec(run_config)
         if spec is not None:
             return VideoPaths.for_video(spec.get("outputs_root") or self.root, video).root
         return video_dir_from_storage(instance, video) or VideoPaths.for_video(self.root, video).root
 
 
+def run_spec(run_config: dict[str, Any] | None) -> dict[str, Any] | None:
+    """The spec a run carries (``ops.script.config``), or None (a run of one clip carries none)."""
+    return ((run_config or {}).get("ops") or {}).get("script", {}).get("config")
+
+
 def _spec_ok(run_config: dict[str, Any], video: str) -> bool:
     """Whether the run's spec (if it carries one) validates and is for ``video``, the run's partition; the
     `script` step reports why not."""
-    spec = ((run_config or {}).get("ops") or {}).get("script", {}).get("config")
+    spec = run_spec(run_config)
     if spec is None:
         return True
     from i2v_dagster.specfile import parse_spec

@@ -15,12 +15,15 @@ from i2v_dagster.spec import JobSpec
 GPU_ROLES = ("speech", "image", "video", "scorer")
 
 
-def spec_plan(spec: JobSpec, *, free_gb: float, device: str = "cuda") -> list[StagePlan]:
-    """One plan per GPU stage the spec uses (script writers run elsewhere: Ollama on its own server)."""
+def spec_plan(
+    spec: JobSpec, *, free_gb: float, device: str = "cuda", roles: tuple[str, ...] = GPU_ROLES
+) -> list[StagePlan]:
+    """One plan per GPU stage the spec uses, of ``roles`` (script writers run elsewhere: Ollama on its own
+    server); each stage is planned on its own."""
     models = {
         role: (getattr(spec.models, role).adapter, stage_settings(spec, role))
         for role in ROLES
-        if role in GPU_ROLES and getattr(spec.models, role).adapter != "none"
+        if role in GPU_ROLES and role in roles and getattr(spec.models, role).adapter != "none"
     }
     from i2v_dagster.models.registry import max_clip_frames
 
@@ -68,5 +71,5 @@ def stage_line(spec: JobSpec, role: str) -> str | None:
         )
     if free is None or getattr(spec.models, role).adapter == "none":
         return None
-    plan = next(p for p in spec_plan(spec, free_gb=free) if p.adapter == getattr(spec.models, role).adapter)
+    (plan,) = spec_plan(spec, free_gb=free, roles=(role,))
     return f"memory plan on {where}: {plan.describe()}"

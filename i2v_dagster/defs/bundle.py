@@ -12,7 +12,7 @@ from i2v_dagster.defs.common import load_video, path_md
 from i2v_dagster.defs.manifest import build_manifest
 from i2v_dagster.defs.outputs import OutputsResource
 from i2v_dagster.defs.partitions import VIDEOS
-from i2v_dagster.defs.stitch import recorded_narration_sha256, stitched_video
+from i2v_dagster.defs.stitch import recorded_narration, stitched_video
 from i2v_dagster.defs.storage import latest_materialization
 from i2v_dagster.errors import MediaError
 from i2v_dagster.fsutil import atomic_path, sha256_file
@@ -89,7 +89,7 @@ def verify_for_bundle(context: dg.AssetExecutionContext, state) -> None:
             "stitch again"
         )
     verified_clips(state, state.timeline())
-    narration_for(state, recorded_narration_sha256(context, state.name))
+    narration_for(state, recorded_narration(context, state.name).get("narration_sha256"))
 
 
 def write_run_report(context: dg.AssetExecutionContext, state, outcomes: list) -> Path:

@@ -41,17 +41,15 @@ def scorer_skip_reason(state: VideoState) -> str | None:
     return scorer_availability(settings_for(choice))
 
 
-def recorded_narration(context, video: str, key: str) -> str | None:
-    """A value the latest `narration` materialization recorded (None: nothing recorded)."""
+NARRATION_DIGESTS = ("narration_sha256", "timeline_sha256")
+
+
+def recorded_narration(context, video: str) -> dict[str, str]:
+    """The narration's and the timeline's sha256 as the latest `narration` materialization recorded them
+    (one storage read; a digest not recorded is absent)."""
     record = latest_materialization(context.instance, narration.key, video)
-    if record is None:
-        return None
-    value = record.asset_materialization.metadata.get(key)
-    return str(value.value) if value is not None else None
-
-
-def recorded_narration_sha256(context, video: str) -> str | None:
-    return recorded_narration(context, video, "narration_sha256")
+    metadata = record.asset_materialization.metadata if record is not None else {}
+    return {key: str(metadata[key].value) for key in NARRATION_DIGESTS if key in metadata}
 
 
 @dg.asset(
@@ -65,11 +63,7 @@ def stitched_video(context: dg.AssetExecutionContext, outputs: OutputsResource) 
     state = load_video(context, outputs, context.partition_key, phase="stitched_video")
     spec, paths = state.spec, state.paths
     try:
-        done = stitch_video(
-            state,
-            narration_sha256=recorded_narration_sha256(context, state.name),
-            timeline_sha256=recorded_narration(context, state.name, "timeline_sha256"),
-        )
+        done = stitch_video(state, **recorded_narration(context, state.name))
     except MediaError as exc:  # an input or the new file failed a check: the previous final is kept
         raise dg.Failure(description=str(exc), allow_retries=False) from None
     context.log.info(

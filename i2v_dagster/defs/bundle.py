@@ -63,10 +63,10 @@ def artefact_runs(instance: dg.DagsterInstance, state) -> tuple[list[str], set[s
     return run_ids, {partition for _, partition in wanted}
 
 
-def current_outcomes(instance: dg.DagsterInstance, state) -> list:
-    """The latest result of every check on the video's current artefacts, from the runs that made them,
-    so a run that only re-bundles reports the checks of what it bundles, not its own (none)."""
-    run_ids, partitions = artefact_runs(instance, state)
+def current_outcomes(instance: dg.DagsterInstance, run_ids: list[str], partitions: set[str]) -> list:
+    """The latest result of every check on the video's current artefacts (``partitions``), from the runs
+    that made them (``run_ids``, :func:`artefact_runs`), so a run that only re-bundles reports the checks of
+    what it bundles, not its own (none)."""
     latest: dict[tuple, object] = {}
     for run_id in run_ids:
         for outcome, key in stored_outcomes(instance, run_id, {}, with_keys=True):
@@ -75,11 +75,11 @@ def current_outcomes(instance: dg.DagsterInstance, state) -> list:
     return list(latest.values())
 
 
-def verify_for_bundle(context: dg.AssetExecutionContext, state) -> None:
-    """The bundle holds only what its records describe: the final as `stitched_video` recorded it, every
-    planned clip as its record describes it, the narration as `narration` recorded it."""
+def verify_for_bundle(context: dg.AssetExecutionContext, state, record) -> None:
+    """The bundle holds only what its records describe: the final as `stitched_video` recorded it
+    (``record``: its latest materialization), every planned clip as its record describes it, the narration
+    as `narration` recorded it."""
     paths = state.paths
-    record = latest_materialization(context.instance, stitched_video.key, state.name)
     expected = record.asset_materialization.metadata.get("sha256") if record is not None else None
     if expected is None or not paths.final.is_file():
         raise MediaError(f"{paths.rel(paths.final)}: no final video recorded (check: final); stitch first")
@@ -92,10 +92,10 @@ def verify_for_bundle(context: dg.AssetExecutionContext, state) -> None:
     narration_for(state, recorded_narration(context, state.name).get("narration_sha256"))
 
 
-def write_run_report(context: dg.AssetExecutionContext, state, outcomes: list) -> Path:
-    """verify/report.html from the checks of the bundled artefacts, with the pictures."""
+def write_run_report(context: dg.AssetExecutionContext, state, outcomes: list, record) -> Path:
+    """verify/report.html from the checks of the bundled artefacts, with the pictures (``record``: the latest
+    `stitched_video` materialization, for the checks it skipped)."""
     paths = state.paths
-    record = latest_materialization(context.instance, stitched_video.key, state.name)
     if record is not None and "skipped_checks" in record.asset_materialization.metadata:
         reasons = record.asset_materialization.metadata["skipped_checks"].value
         outcomes = [*outcomes, *(CheckOutcome.skipped(f"stitched_video: {k}", v) for k, v in reasons.items())]
@@ -133,18 +133,20 @@ def bundle(context: dg.AssetExecutionContext, outputs: OutputsResource) -> dg.Ma
     state = load_video(context, outputs, context.partition_key, phase="bundle")
     paths = state.paths
     started = time.monotonic()
+    stitched = latest_materialization(context.instance, stitched_video.key, state.name)
     try:
-        verify_for_bundle(context, state)
+        verify_for_bundle(context, state, stitched)
     except MediaError as exc:  # nothing written: the previous report and bundles stay as they are
         raise dg.Failure(description=str(exc), allow_retries=False) from None
-    outcomes = current_outcomes(context.instance, state)
+    run_ids, partitions = artefact_runs(context.instance, state)
+    outcomes = current_outcomes(context.instance, run_ids, partitions)
     if not outcomes:
         raise dg.Failure(
             description=f"video {state.name!r}: no check results recorded for its clips and final "
             "(check: report); materialize `clips` and `stitched_video` first",
             allow_retries=False,
         )
-    write_run_report(context, state, outcomes)
+    write_run_report(context, state, outcomes, stitched)
     files = bundle_files(state)
     manifest = build_manifest(
         context.instance,
@@ -153,7 +155,7 @@ def bundle(context: dg.AssetExecutionContext, outputs: OutputsResource) -> dg.Ma
         files=files,
         clip_count=len(state.timeline().clips),
         video_dir=paths.root,
-        check_runs=artefact_runs(context.instance, state)[0],
+        check_runs=run_ids,
     )
     dest = paths.bundle(context.run_id)
     with atomic_path(dest) as tmp, zipfile.ZipFile(tmp, "w", compression=zipfile.ZIP_DEFLATED) as zf:
